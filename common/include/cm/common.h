@@ -1,0 +1,58 @@
+/* Shared basics for every Auren binary: result codes, error text that never carries payload data,
+ * allocation that aborts on OOM, time helpers and assertions.
+ * Thread: everything here is thread-safe. */
+#ifndef CM_COMMON_H
+#define CM_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* INVALID: bad input, never retry (4xx, dead-letter). RETRY: a dependency is down, back off.
+ * FATAL: the process must exit. */
+enum cm_rc { CM_OK = 0, CM_INVALID = -1, CM_RETRY = -2, CM_FATAL = -3 };
+
+/* Set on failure; holds a short payload-free reason (field names, codes, counts; never values). */
+struct cm_err {
+    char msg[160];
+};
+
+const char *cm_rc_str(enum cm_rc rc);
+
+/* printf into err->msg and return rc, so callers can `return cm_err_set(err, CM_INVALID, ...)`.
+ * NULL err is allowed. */
+enum cm_rc cm_err_set(struct cm_err *err, enum cm_rc rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+void *cm_xmalloc(size_t n);
+void *cm_xcalloc(size_t n, size_t size);
+void *cm_xrealloc(void *p, size_t n);
+char *cm_xstrdup(const char *s);
+char *cm_xstrndup(const char *s, size_t n);
+
+/* Bounded copy that always terminates; returns false when truncated. */
+bool cm_strlcpy(char *dst, const char *src, size_t dstsz);
+
+/* Wall clock in microseconds / milliseconds since the epoch; monotonic clock in microseconds. */
+int64_t cm_now_us(void);
+int64_t cm_now_ms(void);
+int64_t cm_mono_us(void);
+
+/* Constant-time comparison of two byte strings; lengths are compared without early exit on content. */
+bool cm_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
+
+/* Fill buf with n random bytes from the OS (getrandom). Aborts if the OS cannot supply them. */
+void cm_random_bytes(void *buf, size_t n);
+
+/* Lower-case hex of n bytes into out (2n+1 bytes). */
+void cm_hex_encode(const uint8_t *in, size_t n, char *out);
+
+/* A new random 128-bit id as 32 lower-case hex characters (out must hold 33 bytes). */
+void cm_random_id(char out[33]);
+
+#define CM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+void cm_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
+#define cm_assert(e) ((e) ? (void)0 : cm_assert_fail(#e, __FILE__, __LINE__))
+
+#endif

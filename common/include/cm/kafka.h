@@ -1,0 +1,27 @@
+/* librdkafka helpers shared by the three binaries.
+ * - cm_kafka_conf_new(): bootstrap servers, our log callback (library logs go through cm_log),
+ *   and every environment variable KAFKA_FOO_BAR (except KAFKA_BROKERS) passed as foo.bar
+ *   ("__" stands for "_"), like kcat -X.
+ * Thread: any. */
+#ifndef CM_KAFKA_H
+#define CM_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "cm/common.h"
+
+#define CM_TOPIC_RAW "biometric.raw.v1"
+#define CM_TOPIC_NORMALIZED "biometric.normalized.v1"
+#define CM_TOPIC_FETCH "biometric.fetch.v1"
+#define CM_TOPIC_DLQ "biometric.dlq.v1"
+
+/* Returns new conf (caller owns until rd_kafka_new succeeds), or NULL with err naming the property. */
+rd_kafka_conf_t *cm_kafka_conf_new(const char *brokers, struct cm_err *err);
+/* Set one property; CM_INVALID with err naming it. */
+enum cm_rc cm_kafka_set(rd_kafka_conf_t *conf, const char *name, const char *value, struct cm_err *err);
+
+/* Map a librdkafka error to our classes: fatal -> CM_FATAL, retriable/queue full/transport -> CM_RETRY,
+ * else CM_INVALID. */
+enum cm_rc cm_kafka_classify(rd_kafka_resp_err_t e);
+
+#endif

@@ -1,0 +1,121 @@
+/* librdkafka configuration shared by the binaries: bootstrap servers, library logs routed into our
+ * JSON log (librdkafka messages name brokers, topics and errors, never message contents), and the
+ * KAFKA_FOO_BAR=value passthrough (foo.bar; "__" stands for a literal "_"), like kcat -X. */
+#include "cm/kafka.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cm/log.h"
+
+extern char **environ;
+
+static void on_rdkafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    /* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug */
+    if (level <= 3) {
+        cm_log_error("kafka.log", "fac=%s msg=%s", fac, buf);
+    } else if (level == 4) {
+        cm_log_warn("kafka.log", "fac=%s msg=%s", fac, buf);
+    } else if (level <= 6) {
+        cm_log_info("kafka.log", "fac=%s msg=%s", fac, buf);
+    } else {
+        cm_log_debug("kafka.log", "fac=%s msg=%s", fac, buf);
+    }
+}
+
+enum cm_rc cm_kafka_set(rd_kafka_conf_t *conf, const char *name, const char *value,
+                        struct cm_err *err)
+{
+    char errstr[256];
+
+    if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
+        return cm_err_set(err, CM_INVALID, "kafka property %s: %s", name, errstr);
+    }
+    return CM_OK;
+}
+
+/* KAFKA_MESSAGE_TIMEOUT_MS -> message.timeout.ms; KAFKA_FOO__BAR -> foo_bar. */
+static void env_to_property(const char *env, char *out, size_t cap)
+{
+    size_t o = 0;
+
+    for (const char *p = env + strlen("KAFKA_"); *p != '\0' && o + 1 < cap; p++) {
+        if (p[0] == '_' && p[1] == '_') {
+            out[o++] = '_';
+            p++;
+        } else if (*p == '_') {
+            out[o++] = '.';
+        } else {
+            out[o++] = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+        }
+    }
+    out[o] = '\0';
+}
+
+rd_kafka_conf_t *cm_kafka_conf_new(const char *brokers, struct cm_err *err)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+
+    rd_kafka_conf_set_log_cb(conf, on_rdkafka_log);
+    if (cm_kafka_set(conf, "bootstrap.servers", brokers, err) != CM_OK ||
+        cm_kafka_set(conf, "client.id", "auren", err) != CM_OK) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    for (char **e = environ; *e != NULL; e++) {
+        char name[128];
+        char prop[128];
+        const char *eq = strchr(*e, '=');
+        size_t n;
+
+        if (strncmp(*e, "KAFKA_", 6) != 0 || eq == NULL) {
+            continue;
+        }
+        n = (size_t)(eq - *e);
+        if (n >= sizeof(name)) {
+            continue;
+        }
+        memcpy(name, *e, n);
+        name[n] = '\0';
+        if (strcmp(name, "KAFKA_BROKERS") == 0) {
+            continue;
+        }
+        env_to_property(name, prop, sizeof(prop));
+        if (cm_kafka_set(conf, prop, eq + 1, err) != CM_OK) {
+            /* Name the variable, not the value (it may be a SASL secret). */
+            cm_err_set(err, CM_INVALID, "%s is not a valid librdkafka property (%s)", name, prop);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    return conf;
+}
+
+enum cm_rc cm_kafka_classify(rd_kafka_resp_err_t e)
+{
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        return CM_OK;
+    case RD_KAFKA_RESP_ERR__FATAL:
+    case RD_KAFKA_RESP_ERR__FENCED:
+    case RD_KAFKA_RESP_ERR_PRODUCER_FENCED:
+    case RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH:
+        return CM_FATAL;
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+        return CM_RETRY;
+    default:
+        return CM_INVALID;
+    }
+}
