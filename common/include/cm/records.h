@@ -1,6 +1,6 @@
 /* The records that travel between the stages, and their Avro single-object codec
  * (C3 01, 8-byte little-endian CRC-64-AVRO fingerprint of the schema's Parsing Canonical Form,
- * then the binary datum). The schemas live in schemas/*.avsc; the codec embeds the same text.
+ * then the binary datum). The schemas live in schemas/<name>.avsc; the codec embeds the same text.
  *
  * Ownership: every `char *` / `uint8_t *` field of a decoded record is heap memory owned by the
  * record and released by its _fini(). Encoders borrow the record and append to `out`.
