@@ -1,0 +1,650 @@
+/* The normalization layer's core: the proc_out container, the deterministic event id, the vendor
+ * dispatch table, and the JSON / time helpers every vendor module shares (proc_vendors.h).
+ * Nothing here does I/O or keeps state; the only clock read is the "not in the future" bound of
+ * proc_out_add_sample(). Every rejection is CM_INVALID with a reason that names a field, a type
+ * or a metric, never a value. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "proc_norm.h"
+#include "proc_vendors.h"
+
+#define MAX_UTC_OFFSET_S (18 * 3600)
+
+/* ---- proc_out ---- */
+
+void proc_out_init(struct proc_out *o)
+{
+    memset(o, 0, sizeof(*o));
+}
+
+void proc_out_reset(struct proc_out *o)
+{
+    o->n_samples = 0;
+    o->n_fetches = 0;
+    o->n_lifecycle = 0;
+    o->is_handshake = false;
+}
+
+void proc_out_fini(struct proc_out *o)
+{
+    if (o == NULL) {
+        return;
+    }
+    free(o->samples);
+    free(o->fetches);
+    free(o->lifecycle);
+    memset(o, 0, sizeof(*o));
+}
+
+/* Make room for one more element of size `sz` in *arr (n used of *cap). */
+static void *grow_array(void *arr, size_t n, size_t *cap, size_t sz)
+{
+    if (n < *cap) {
+        return arr;
+    }
+    size_t ncap = *cap == 0 ? 16 : *cap * 2;
+    arr = cm_xrealloc(arr, ncap * sz);
+    *cap = ncap;
+    return arr;
+}
+
+struct proc_fetch *proc_out_add_fetch(struct proc_out *o)
+{
+    o->fetches = grow_array(o->fetches, o->n_fetches, &o->cap_fetches, sizeof(*o->fetches));
+    struct proc_fetch *f = &o->fetches[o->n_fetches++];
+    memset(f, 0, sizeof(*f));
+    return f;
+}
+
+struct proc_lifecycle *proc_out_add_lifecycle(struct proc_out *o)
+{
+    o->lifecycle =
+        grow_array(o->lifecycle, o->n_lifecycle, &o->cap_lifecycle, sizeof(*o->lifecycle));
+    struct proc_lifecycle *l = &o->lifecycle[o->n_lifecycle++];
+    memset(l, 0, sizeof(*l));
+    return l;
+}
+
+/* ---- event id ---- */
+
+void proc_event_id(const char *vendor, const char *vendor_user_id, const char *source_record_id,
+                   const char *metric, int64_t start_us, char out[33])
+{
+    size_t len = strlen(vendor) + strlen(vendor_user_id) + strlen(source_record_id) +
+                 strlen(metric) + 48;
+    char *msg = cm_xmalloc(len);
+    int n = snprintf(msg, len, "v1|%s|%s|%s|%s|%" PRId64, vendor, vendor_user_id,
+                     source_record_id, metric, start_us);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    cm_assert(n > 0 && (size_t)n < len);
+    cm_assert(EVP_Digest(msg, (size_t)n, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen >= 16);
+    cm_hex_encode(md, 16, out);
+    free(msg);
+}
+
+/* ---- samples ---- */
+
+/* score.<vendor>.<name>, name = [a-z0-9_]+, for the vendor that emits it. */
+static bool is_score_metric(const char *metric, const char *vendor)
+{
+    size_t vlen = strlen(vendor);
+
+    if (strncmp(metric, "score.", 6) != 0 || strncmp(metric + 6, vendor, vlen) != 0 ||
+        metric[6 + vlen] != '.') {
+        return false;
+    }
+    const char *name = metric + 6 + vlen + 1;
+    if (*name == '\0') {
+        return false;
+    }
+    for (const char *p = name; *p != '\0'; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+enum cm_rc proc_out_add_sample(struct proc_out *o, const char *vendor, const char *vendor_user_id,
+                               const char *metric, double value, int64_t start_us, int64_t end_us,
+                               const int32_t *utc_offset_s, const char *source_record_id,
+                               bool deleted, struct cm_err *err)
+{
+    const struct proc_metric_def *def = proc_taxonomy_find(metric);
+    const char *unit = "{score}";
+    const char *loinc = NULL;
+
+    if (def != NULL) {
+        unit = def->unit;
+        loinc = def->loinc;
+    } else if (!is_score_metric(metric, vendor) || strlen(metric) >= sizeof(o->samples->metric)) {
+        return cm_err_set(err, CM_INVALID, "unknown_metric: %s", proc_norm_safe_name(metric));
+    }
+    if (!isfinite(value)) {
+        return cm_err_set(err, CM_INVALID, "out_of_range: %s", metric);
+    }
+    if (def != NULL && !deleted) {
+        double min, max;
+        proc_taxonomy_range(def, &min, &max);
+        if (value < min || value > max) {
+            return cm_err_set(err, CM_INVALID, "out_of_range: %s", metric);
+        }
+    }
+    if (start_us < PROC_NORM_MIN_TIME_US) {
+        return cm_err_set(err, CM_INVALID, "out_of_range: start_time");
+    }
+    if (end_us < start_us || end_us > cm_now_us() + PROC_NORM_FUTURE_SLACK_US) {
+        return cm_err_set(err, CM_INVALID, "out_of_range: end_time");
+    }
+    if (utc_offset_s != NULL &&
+        (*utc_offset_s > MAX_UTC_OFFSET_S || *utc_offset_s < -MAX_UTC_OFFSET_S)) {
+        return cm_err_set(err, CM_INVALID, "out_of_range: utc_offset");
+    }
+    if (vendor_user_id[0] == '\0' || strlen(vendor_user_id) >= sizeof(o->samples->vendor_user_id)) {
+        return cm_err_set(err, CM_INVALID, "out_of_range: vendor_user_id");
+    }
+    if (source_record_id[0] == '\0' ||
+        strlen(source_record_id) >= sizeof(o->samples->source_record_id)) {
+        return cm_err_set(err, CM_INVALID, "out_of_range: source_record_id");
+    }
+    if (o->n_samples >= PROC_NORM_MAX_SAMPLES) {
+        return cm_err_set(err, CM_INVALID, "too_many_samples");
+    }
+
+    o->samples = grow_array(o->samples, o->n_samples, &o->cap_samples, sizeof(*o->samples));
+    struct proc_sample *s = &o->samples[o->n_samples++];
+    memset(s, 0, sizeof(*s));
+    cm_strlcpy(s->vendor_user_id, vendor_user_id, sizeof(s->vendor_user_id));
+    cm_strlcpy(s->metric, metric, sizeof(s->metric));
+    s->unit = unit;
+    s->loinc = loinc;
+    s->value = value;
+    s->start_us = start_us;
+    s->end_us = end_us;
+    s->has_utc_offset = utc_offset_s != NULL;
+    s->utc_offset_s = utc_offset_s != NULL ? *utc_offset_s : 0;
+    cm_strlcpy(s->source_record_id, source_record_id, sizeof(s->source_record_id));
+    s->deleted = deleted;
+    proc_event_id(vendor, vendor_user_id, source_record_id, metric, start_us, s->event_id);
+    return CM_OK;
+}
+
+enum cm_rc proc_norm_emit(const struct proc_emit *em, const char *metric, double value,
+                          int64_t start_us, int64_t end_us, const char *source_record_id,
+                          struct cm_err *err)
+{
+    return proc_out_add_sample(em->out, em->vendor, em->vendor_user_id, metric, value, start_us,
+                               end_us, em->has_off ? &em->off_s : NULL, source_record_id,
+                               em->deleted, err);
+}
+
+/* ---- dispatch ---- */
+
+struct vendor_entry {
+    const char *name;
+    bool notify_only;
+    enum cm_rc (*parse)(const struct cm_raw_webhook *raw, struct proc_out *out, struct cm_err *err);
+};
+
+static const struct vendor_entry vendors[] = {
+    { "garmin", false, proc_garmin_parse },
+    { "terra", false, proc_terra_parse },
+    { "app", false, proc_app_parse },
+    { "whoop", true, proc_whoop_parse },
+    { "oura", true, proc_oura_parse },
+    { "polar", true, proc_polar_parse },
+    { "fitbit", true, proc_fitbit_parse },
+    { "google_health", true, proc_google_health_parse },
+    { "withings", true, proc_withings_parse },
+    { "strava", true, proc_strava_parse },
+};
+
+static const struct vendor_entry *find_vendor(const char *name)
+{
+    if (name == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < CM_ARRAY_LEN(vendors); i++) {
+        if (strcmp(vendors[i].name, name) == 0) {
+            return &vendors[i];
+        }
+    }
+    return NULL;
+}
+
+enum cm_rc proc_normalize(const struct cm_raw_webhook *raw, struct proc_out *out,
+                          struct cm_err *err)
+{
+    proc_out_reset(out);
+    if (raw == NULL || raw->vendor == NULL) {
+        return cm_err_set(err, CM_INVALID, "missing_field: vendor");
+    }
+    const struct vendor_entry *v = find_vendor(raw->vendor);
+    if (v == NULL) {
+        return cm_err_set(err, CM_INVALID, "unsupported_vendor");
+    }
+    if (raw->body_len > PROC_NORM_MAX_BODY) {
+        return cm_err_set(err, CM_INVALID, "too_large");
+    }
+    enum cm_rc rc = v->parse(raw, out, err);
+    if (rc != CM_OK) {
+        proc_out_reset(out);
+    }
+    return rc;
+}
+
+bool proc_vendor_is_notify_only(const char *vendor)
+{
+    const struct vendor_entry *v = find_vendor(vendor);
+    return v != NULL && v->notify_only;
+}
+
+/* ---- JSON helpers ---- */
+
+/* Nesting depth of a JSON text, counted outside strings; stops early past the limit so a hostile
+ * body never reaches the recursive parser and destructor. */
+static bool depth_ok(const uint8_t *p, size_t n)
+{
+    int depth = 0;
+    bool in_str = false;
+
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = p[i];
+        if (in_str) {
+            if (c == '\\') {
+                i++;
+            } else if (c == '"') {
+                in_str = false;
+            }
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > PROC_NORM_MAX_DEPTH) {
+                return false;
+            }
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    return true;
+}
+
+enum cm_rc proc_norm_json_load(const struct cm_raw_webhook *raw, json_t **root, struct cm_err *err)
+{
+    json_error_t jerr;
+
+    *root = NULL;
+    if (raw->body == NULL || raw->body_len == 0) {
+        return cm_err_set(err, CM_INVALID, "malformed_json");
+    }
+    if (raw->body_len > PROC_NORM_MAX_BODY) {
+        return cm_err_set(err, CM_INVALID, "too_large");
+    }
+    if (!depth_ok(raw->body, raw->body_len)) {
+        return cm_err_set(err, CM_INVALID, "too_deep");
+    }
+    /* Duplicate keys make a record ambiguous (which value did the vendor mean?): reject. */
+    *root = json_loadb((const char *)raw->body, raw->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (*root == NULL) {
+        return cm_err_set(err, CM_INVALID, "malformed_json");
+    }
+    return CM_OK;
+}
+
+static const json_t *get_member(const json_t *obj, const char *key)
+{
+    const json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+    return json_is_null(v) ? NULL : v;
+}
+
+enum cm_rc proc_norm_get_num(const json_t *obj, const char *key, bool *present, double *out,
+                             struct cm_err *err)
+{
+    const json_t *v = get_member(obj, key);
+
+    *present = false;
+    if (v == NULL) {
+        return CM_OK;
+    }
+    if (!json_is_number(v)) {
+        return cm_err_set(err, CM_INVALID, "wrong_type: %s", key);
+    }
+    double d = json_number_value(v);
+    if (!isfinite(d)) {
+        return cm_err_set(err, CM_INVALID, "out_of_range: %s", key);
+    }
+    *out = d;
+    *present = true;
+    return CM_OK;
+}
+
+enum cm_rc proc_norm_get_int(const json_t *obj, const char *key, bool *present, int64_t *out,
+                             struct cm_err *err)
+{
+    const json_t *v = get_member(obj, key);
+
+    *present = false;
+    if (v == NULL) {
+        return CM_OK;
+    }
+    if (json_is_integer(v)) {
+        *out = (int64_t)json_integer_value(v);
+    } else if (json_is_real(v)) {
+        /* Some senders write integral values as 1.7e9 or 60.0: accept exact integers only. */
+        double d = json_real_value(v);
+        if (!isfinite(d) || d != floor(d) || fabs(d) > 9007199254740992.0) {
+            return cm_err_set(err, CM_INVALID, "wrong_type: %s", key);
+        }
+        *out = (int64_t)d;
+    } else {
+        return cm_err_set(err, CM_INVALID, "wrong_type: %s", key);
+    }
+    *present = true;
+    return CM_OK;
+}
+
+enum cm_rc proc_norm_get_str(const json_t *obj, const char *key, bool required, const char **out,
+                             struct cm_err *err)
+{
+    const json_t *v = get_member(obj, key);
+
+    *out = NULL;
+    if (v == NULL) {
+        return required ? cm_err_set(err, CM_INVALID, "missing_field: %s", key) : CM_OK;
+    }
+    if (!json_is_string(v)) {
+        return cm_err_set(err, CM_INVALID, "wrong_type: %s", key);
+    }
+    *out = json_string_value(v);
+    return CM_OK;
+}
+
+enum cm_rc proc_norm_get_id(const json_t *obj, const char *key, bool required, char *out,
+                            size_t outsz, struct cm_err *err)
+{
+    const json_t *v = get_member(obj, key);
+
+    out[0] = '\0';
+    if (v == NULL) {
+        return required ? cm_err_set(err, CM_INVALID, "missing_field: %s", key) : CM_OK;
+    }
+    if (json_is_integer(v)) {
+        json_int_t i = json_integer_value(v);
+        if (i < 0) {
+            return cm_err_set(err, CM_INVALID, "out_of_range: %s", key);
+        }
+        snprintf(out, outsz, "%" JSON_INTEGER_FORMAT, i);
+        return CM_OK;
+    }
+    if (!json_is_string(v)) {
+        return cm_err_set(err, CM_INVALID, "wrong_type: %s", key);
+    }
+    const char *s = json_string_value(v);
+    if (!proc_norm_id_ok(s) || !cm_strlcpy(out, s, outsz)) {
+        out[0] = '\0';
+        return cm_err_set(err, CM_INVALID, "out_of_range: %s", key);
+    }
+    return CM_OK;
+}
+
+enum cm_rc proc_norm_get_obj(const json_t *obj, const char *key, const json_t **out,
+                             struct cm_err *err)
+{
+    const json_t *v = get_member(obj, key);
+
+    *out = NULL;
+    if (v == NULL) {
+        return CM_OK;
+    }
+    if (!json_is_object(v)) {
+        return cm_err_set(err, CM_INVALID, "wrong_type: %s", key);
+    }
+    *out = v;
+    return CM_OK;
+}
+
+enum cm_rc proc_norm_get_arr(const json_t *obj, const char *key, const json_t **out,
+                             struct cm_err *err)
+{
+    const json_t *v = get_member(obj, key);
+
+    *out = NULL;
+    if (v == NULL) {
+        return CM_OK;
+    }
+    if (!json_is_array(v)) {
+        return cm_err_set(err, CM_INVALID, "wrong_type: %s", key);
+    }
+    if (json_array_size(v) > PROC_NORM_MAX_SAMPLES) {
+        return cm_err_set(err, CM_INVALID, "out_of_range: %s", key);
+    }
+    *out = v;
+    return CM_OK;
+}
+
+enum cm_rc proc_norm_get_time(const json_t *obj, const char *key, bool required, bool *present,
+                              int64_t *us, bool *has_off, int32_t *off_s, struct cm_err *err)
+{
+    const char *s;
+    enum cm_rc rc = proc_norm_get_str(obj, key, required, &s, err);
+
+    *present = false;
+    if (rc != CM_OK || s == NULL) {
+        return rc;
+    }
+    if (!proc_norm_parse_time(s, us, has_off, off_s)) {
+        return cm_err_set(err, CM_INVALID, "bad_time: %s", key);
+    }
+    *present = true;
+    return CM_OK;
+}
+
+bool proc_norm_id_ok(const char *s)
+{
+    size_t n = 0;
+
+    for (; s[n] != '\0'; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (c < 0x21 || c > 0x7e || c == '|' || n >= PROC_NORM_ID_MAX) {
+            return false;
+        }
+    }
+    return n > 0;
+}
+
+const char *proc_norm_safe_name(const char *s)
+{
+    size_t n = 0;
+
+    if (s == NULL) {
+        return "?";
+    }
+    for (; s[n] != '\0'; n++) {
+        char c = s[n];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '.' || c == '-';
+        if (!ok || n >= 48) {
+            return "?";
+        }
+    }
+    return n > 0 ? s : "?";
+}
+
+/* ---- time ---- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's civil calendar algorithm). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+static bool is_leap(int64_t y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int days_in_month(int64_t y, int m)
+{
+    static const int dim[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    return m == 2 && is_leap(y) ? 29 : dim[m - 1];
+}
+
+/* Read exactly n decimal digits. */
+static bool digits(const char **p, int n, int *out)
+{
+    int v = 0;
+
+    for (int i = 0; i < n; i++) {
+        char c = (*p)[i];
+        if (c < '0' || c > '9') {
+            return false;
+        }
+        v = v * 10 + (c - '0');
+    }
+    *p += n;
+    *out = v;
+    return true;
+}
+
+static bool parse_ymd(const char **p, int *y, int *m, int *d)
+{
+    if (!digits(p, 4, y) || **p != '-') {
+        return false;
+    }
+    (*p)++;
+    if (!digits(p, 2, m) || **p != '-') {
+        return false;
+    }
+    (*p)++;
+    if (!digits(p, 2, d)) {
+        return false;
+    }
+    return *m >= 1 && *m <= 12 && *d >= 1 && *d <= days_in_month(*y, *m);
+}
+
+bool proc_norm_parse_date(const char *s, int64_t *us)
+{
+    int y, m, d;
+    const char *p = s;
+
+    if (!parse_ymd(&p, &y, &m, &d) || *p != '\0') {
+        return false;
+    }
+    *us = days_from_civil(y, m, d) * INT64_C(86400000000);
+    return true;
+}
+
+bool proc_norm_parse_time(const char *s, int64_t *us, bool *has_off, int32_t *off_s)
+{
+    int y, mo, d, h, mi, sec, frac_us = 0, off = 0;
+    const char *p = s;
+
+    if (!parse_ymd(&p, &y, &mo, &d) || (*p != 'T' && *p != 't' && *p != ' ')) {
+        return false;
+    }
+    p++;
+    if (!digits(&p, 2, &h) || *p++ != ':' || !digits(&p, 2, &mi) || *p++ != ':' ||
+        !digits(&p, 2, &sec) || h > 23 || mi > 59 || sec > 59) {
+        return false;
+    }
+    if (*p == '.') {
+        int nd = 0;
+        p++;
+        while (*p >= '0' && *p <= '9') {
+            if (nd < 6) {
+                frac_us = frac_us * 10 + (*p - '0');
+            } else if (nd >= 9) {
+                return false;
+            }
+            nd++;
+            p++;
+        }
+        if (nd == 0) {
+            return false;
+        }
+        for (int i = nd; i < 6; i++) {
+            frac_us *= 10;
+        }
+    }
+    *has_off = false;
+    if (*p == 'Z' || *p == 'z') {
+        *has_off = true;
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p == '-' ? -1 : 1, oh, om = 0;
+        p++;
+        if (!digits(&p, 2, &oh)) {
+            return false;
+        }
+        if (*p == ':') {
+            p++;
+            if (!digits(&p, 2, &om)) {
+                return false;
+            }
+        } else if (*p >= '0' && *p <= '9' && !digits(&p, 2, &om)) {
+            return false;
+        }
+        if (oh > 18 || om > 59) {
+            return false;
+        }
+        off = sign * (oh * 3600 + om * 60);
+        *has_off = true;
+    }
+    if (*p != '\0') {
+        return false;
+    }
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
+    *us = secs * INT64_C(1000000) + frac_us;
+    *off_s = off;
+    return true;
+}
+
+void proc_norm_format_time(int64_t us, char out[40])
+{
+    int64_t secs = us / 1000000, rem = us % 1000000;
+    if (rem < 0) {
+        rem += 1000000;
+        secs--;
+    }
+    int64_t days = secs / 86400, sod = secs % 86400;
+    if (sod < 0) {
+        sod += 86400;
+        days--;
+    }
+    int64_t y;
+    int m, d;
+    civil_from_days(days, &y, &m, &d);
+    int h = (int)(sod / 3600), mi = (int)(sod % 3600 / 60), s = (int)(sod % 60);
+    if (rem == 0) {
+        snprintf(out, 40, "%04" PRId64 "-%02d-%02dT%02d:%02d:%02dZ", y, m, d, h, mi, s);
+    } else {
+        snprintf(out, 40, "%04" PRId64 "-%02d-%02dT%02d:%02d:%02d.%06" PRId64 "Z", y, m, d, h, mi,
+                 s, rem);
+    }
+}

@@ -1,0 +1,224 @@
+/* Withings Notify callbacks (notification only) -> fetch jobs and lifecycle notices. The body is
+ * application/x-www-form-urlencoded: userid=30001&appli=1&startdate=1530576000&enddate=1530698753
+ * (also deviceid, date, action; unknown fields are ignored).
+ *
+ *   appli   resource          fetcher service
+ *   1       weight            Measure - Getmeas (weight / body composition meastypes)
+ *   2       temperature       Measure - Getmeas (temperature meastypes)
+ *   4       blood_pressure    Measure - Getmeas (BP, pulse, SpO2 meastypes)
+ *   16      activity          Measure v2 - Getactivity / Getintradayactivity
+ *   44      sleep             Sleep v2 - Get / Getsummary
+ *   46      (user events)     action=unlink|delete -> lifecycle "revoked"; other actions: nothing
+ * action=unlink with any appli also ends the connection. startdate/enddate (epoch seconds) become
+ * start/end; a `date` (YYYY-MM-DD) gives the whole UTC day. Other appli values ->
+ * "unsupported_record: appli". */
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proc_norm.h"
+#include "proc_vendors.h"
+
+#define MAX_FIELD 256
+
+struct form {
+    char userid[128], appli[16], startdate[24], enddate[24], date[24], action[24];
+};
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/* Percent-decode p[0..n) into out (outsz bytes); false on a bad escape, a NUL or overflow. */
+static bool decode(const char *p, size_t n, char *out, size_t outsz)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%') {
+            if (i + 2 >= n || hexval(p[i + 1]) < 0 || hexval(p[i + 2]) < 0) {
+                return false;
+            }
+            c = (char)(hexval(p[i + 1]) * 16 + hexval(p[i + 2]));
+            i += 2;
+        }
+        if (c == '\0' || o + 1 >= outsz) {
+            return false;
+        }
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return true;
+}
+
+static enum cm_rc parse_form(const uint8_t *body, size_t len, struct form *f, struct cm_err *err)
+{
+    static const struct {
+        const char *name;
+        size_t off, size;
+    } fields[] = {
+        { "userid", offsetof(struct form, userid), sizeof(f->userid) },
+        { "appli", offsetof(struct form, appli), sizeof(f->appli) },
+        { "startdate", offsetof(struct form, startdate), sizeof(f->startdate) },
+        { "enddate", offsetof(struct form, enddate), sizeof(f->enddate) },
+        { "date", offsetof(struct form, date), sizeof(f->date) },
+        { "action", offsetof(struct form, action), sizeof(f->action) },
+    };
+    const char *p = (const char *)body, *end = p != NULL ? p + len : NULL;
+
+    memset(f, 0, sizeof(*f));
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pair_end = amp != NULL ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pair_end - p));
+        char key[MAX_FIELD];
+
+        if (eq == NULL) {
+            eq = pair_end;
+        }
+        if (!decode(p, (size_t)(eq - p), key, sizeof(key))) {
+            return cm_err_set(err, CM_INVALID, "malformed_form");
+        }
+        for (size_t i = 0; i < CM_ARRAY_LEN(fields); i++) {
+            if (strcmp(key, fields[i].name) != 0) {
+                continue;
+            }
+            char *dst = (char *)f + fields[i].off;
+            const char *v = eq < pair_end ? eq + 1 : pair_end;
+            if (dst[0] != '\0') {
+                return cm_err_set(err, CM_INVALID, "duplicate_field: %s", fields[i].name);
+            }
+            if (!decode(v, (size_t)(pair_end - v), dst, fields[i].size)) {
+                return cm_err_set(err, CM_INVALID, "out_of_range: %s", fields[i].name);
+            }
+        }
+        p = pair_end + 1;
+    }
+    return CM_OK;
+}
+
+/* Non-negative decimal integer, the whole string. */
+static bool parse_uint(const char *s, int64_t max, int64_t *out)
+{
+    char *end = NULL;
+
+    if (s[0] < '0' || s[0] > '9') {
+        return false;
+    }
+    long long v = strtoll(s, &end, 10);
+    if (*end != '\0' || v < 0 || v > max) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static const struct {
+    int64_t appli;
+    const char *resource;
+} applis[] = {
+    { 1, "weight" }, { 2, "temperature" }, { 4, "blood_pressure" }, { 16, "activity" },
+    { 44, "sleep" },
+};
+
+static enum cm_rc parse_body(const struct form *form, struct proc_out *out, struct cm_err *err)
+{
+    struct proc_fetch f = { 0 };
+    int64_t uid, appli, t;
+
+    if (form->userid[0] == '\0') {
+        return cm_err_set(err, CM_INVALID, "missing_field: userid");
+    }
+    if (form->appli[0] == '\0') {
+        return cm_err_set(err, CM_INVALID, "missing_field: appli");
+    }
+    if (!parse_uint(form->userid, INT64_MAX, &uid)) {
+        return cm_err_set(err, CM_INVALID, "out_of_range: userid");
+    }
+    if (!parse_uint(form->appli, 1000, &appli)) {
+        return cm_err_set(err, CM_INVALID, "out_of_range: appli");
+    }
+    cm_strlcpy(f.vendor_user_id, form->userid, sizeof(f.vendor_user_id));
+    if (strcmp(form->action, "unlink") == 0 ||
+        (appli == 46 && strcmp(form->action, "delete") == 0)) {
+        struct proc_lifecycle *l = proc_out_add_lifecycle(out);
+        cm_strlcpy(l->vendor_user_id, form->userid, sizeof(l->vendor_user_id));
+        cm_strlcpy(l->action, "revoked", sizeof(l->action));
+        return CM_OK;
+    }
+    if (appli == 46) {
+        return CM_OK; /* profile update: nothing to fetch */
+    }
+    for (size_t i = 0; i < CM_ARRAY_LEN(applis); i++) {
+        if (applis[i].appli == appli) {
+            cm_strlcpy(f.resource, applis[i].resource, sizeof(f.resource));
+        }
+    }
+    if (f.resource[0] == '\0') {
+        return cm_err_set(err, CM_INVALID, "unsupported_record: appli");
+    }
+    cm_strlcpy(f.event_type, form->action, sizeof(f.event_type));
+    /* Epoch seconds; the upper bound keeps the micros product finite. */
+    const int64_t max_s = INT64_C(100000000000);
+    if (form->startdate[0] != '\0') {
+        if (!parse_uint(form->startdate, max_s, &t)) {
+            return cm_err_set(err, CM_INVALID, "out_of_range: startdate");
+        }
+        f.start_us = t * 1000000;
+        f.has_start = true;
+    }
+    if (form->enddate[0] != '\0') {
+        if (!parse_uint(form->enddate, max_s, &t)) {
+            return cm_err_set(err, CM_INVALID, "out_of_range: enddate");
+        }
+        f.end_us = t * 1000000;
+        f.has_end = true;
+    }
+    if (f.has_start && f.has_end && f.end_us < f.start_us) {
+        return cm_err_set(err, CM_INVALID, "out_of_range: enddate");
+    }
+    if (!f.has_start && !f.has_end && form->date[0] != '\0') {
+        if (proc_norm_parse_date(form->date, &f.start_us)) {
+            f.end_us = f.start_us + INT64_C(86400000000);
+        } else if (parse_uint(form->date, max_s, &t)) {
+            f.start_us = f.end_us = t * 1000000;
+        } else {
+            return cm_err_set(err, CM_INVALID, "bad_time: date");
+        }
+        f.has_start = f.has_end = true;
+    }
+    *proc_out_add_fetch(out) = f;
+    return CM_OK;
+}
+
+enum cm_rc proc_withings_parse(const struct cm_raw_webhook *raw, struct proc_out *out,
+                               struct cm_err *err)
+{
+    struct form form;
+    enum cm_rc rc;
+
+    if (raw->kind == CM_RAW_API_RECORD) {
+        return cm_err_set(err, CM_INVALID, "unsupported_record: %s",
+                          proc_norm_safe_name(raw->record_type));
+    }
+    if (raw->body_len > PROC_NORM_MAX_BODY) {
+        return cm_err_set(err, CM_INVALID, "too_large");
+    }
+    if ((rc = parse_form(raw->body, raw->body_len, &form, err)) != CM_OK) {
+        return rc;
+    }
+    return parse_body(&form, out, err);
+}

@@ -1,0 +1,108 @@
+/* Per-vendor normalizers and the helpers they share. Internal to the normalization layer: the
+ * processor loop uses proc_norm.h only; proc_normalize() dispatches to the functions below.
+ *
+ * Every proc_<vendor>_parse() has the same contract: borrows `raw`, appends to `out` (which the
+ * caller has reset), returns CM_OK or CM_INVALID with a payload-free reason in `err` (a code, then
+ * optionally ": <field or type name>"). On CM_INVALID `out` may hold a partial result that the
+ * caller must discard. Thread: any (no shared state). */
+#ifndef PROC_VENDORS_H
+#define PROC_VENDORS_H
+
+#include <jansson.h>
+
+#include "proc_norm.h"
+
+/* Input limits: anything beyond them is rejected, never truncated. */
+#define PROC_NORM_MAX_BODY (16u * 1024u * 1024u)
+#define PROC_NORM_MAX_DEPTH 32        /* nesting of JSON arrays/objects */
+#define PROC_NORM_MAX_SAMPLES 200000  /* samples produced by one raw record */
+#define PROC_NORM_MAX_ITEMS 10000     /* notifications / summaries in one raw record */
+#define PROC_NORM_ID_MAX 100          /* longest vendor user or record id accepted */
+
+/* Plausible time window of a sample: not before 2000-01-01, not after now + 1 day. */
+#define PROC_NORM_MIN_TIME_US INT64_C(946684800000000)
+#define PROC_NORM_FUTURE_SLACK_US INT64_C(86400000000)
+
+enum cm_rc proc_garmin_parse(const struct cm_raw_webhook *raw, struct proc_out *out,
+                             struct cm_err *err);
+enum cm_rc proc_terra_parse(const struct cm_raw_webhook *raw, struct proc_out *out,
+                            struct cm_err *err);
+enum cm_rc proc_app_parse(const struct cm_raw_webhook *raw, struct proc_out *out,
+                          struct cm_err *err);
+enum cm_rc proc_whoop_parse(const struct cm_raw_webhook *raw, struct proc_out *out,
+                            struct cm_err *err);
+enum cm_rc proc_oura_parse(const struct cm_raw_webhook *raw, struct proc_out *out,
+                           struct cm_err *err);
+enum cm_rc proc_polar_parse(const struct cm_raw_webhook *raw, struct proc_out *out,
+                            struct cm_err *err);
+enum cm_rc proc_fitbit_parse(const struct cm_raw_webhook *raw, struct proc_out *out,
+                             struct cm_err *err);
+enum cm_rc proc_google_health_parse(const struct cm_raw_webhook *raw, struct proc_out *out,
+                                    struct cm_err *err);
+enum cm_rc proc_withings_parse(const struct cm_raw_webhook *raw, struct proc_out *out,
+                               struct cm_err *err);
+enum cm_rc proc_strava_parse(const struct cm_raw_webhook *raw, struct proc_out *out,
+                             struct cm_err *err);
+
+/* Plausible value range of a taxonomy metric (proc_taxonomy.c). */
+void proc_taxonomy_range(const struct proc_metric_def *def, double *min, double *max);
+
+/* ---- helpers shared by the vendor modules (proc_norm.c) ---- */
+
+/* Parse raw->body as one JSON document: duplicate keys rejected, nesting limited to
+ * PROC_NORM_MAX_DEPTH. Returns a new reference in *root ("malformed_json", "too_deep",
+ * "too_large"). */
+enum cm_rc proc_norm_json_load(const struct cm_raw_webhook *raw, json_t **root, struct cm_err *err);
+
+/* Member lookups on an object. Absent and JSON null both mean "not present". Numbers may be JSON
+ * integers or reals. Errors: "missing_field: <key>" (required and absent), "wrong_type: <key>",
+ * "out_of_range: <key>" (non-finite, or an id that is empty, too long or has characters outside
+ * printable ASCII / contains '|'). */
+enum cm_rc proc_norm_get_num(const json_t *obj, const char *key, bool *present, double *out,
+                             struct cm_err *err);
+enum cm_rc proc_norm_get_int(const json_t *obj, const char *key, bool *present, int64_t *out,
+                             struct cm_err *err);
+enum cm_rc proc_norm_get_str(const json_t *obj, const char *key, bool required, const char **out,
+                             struct cm_err *err);
+/* An identifier given as a JSON string or integer, as text (integers in decimal). */
+enum cm_rc proc_norm_get_id(const json_t *obj, const char *key, bool required, char *out,
+                            size_t outsz, struct cm_err *err);
+/* *out is NULL when absent. */
+enum cm_rc proc_norm_get_obj(const json_t *obj, const char *key, const json_t **out,
+                             struct cm_err *err);
+enum cm_rc proc_norm_get_arr(const json_t *obj, const char *key, const json_t **out,
+                             struct cm_err *err);
+/* A time given as an RFC 3339 string, converted to UTC micros (+ offset when it carries one). */
+enum cm_rc proc_norm_get_time(const json_t *obj, const char *key, bool required, bool *present,
+                              int64_t *us, bool *has_off, int32_t *off_s, struct cm_err *err);
+
+/* Is s usable as an id: 1..PROC_NORM_ID_MAX bytes of printable ASCII other than '|'? */
+bool proc_norm_id_ok(const char *s);
+/* s when it looks like a field or type name (short, [A-Za-z0-9_.-]), else "?"; for err->msg. */
+const char *proc_norm_safe_name(const char *s);
+
+/* RFC 3339 / ISO 8601 date-time ("2026-11-20T06:30:00.123456+01:00"; 'Z', "+hh:mm", "+hhmm" or
+ * no offset) -> UTC microseconds. Without an offset the time is read as UTC and *has_off is
+ * false. Returns false on any syntax or range error. */
+bool proc_norm_parse_time(const char *s, int64_t *us, bool *has_off, int32_t *off_s);
+/* "YYYY-MM-DD" -> midnight UTC of that day in microseconds. */
+bool proc_norm_parse_date(const char *s, int64_t *us);
+/* UTC microseconds -> "2026-11-20T06:30:00Z" (".ffffff" added when the micros are non-zero). */
+void proc_norm_format_time(int64_t us, char out[40]);
+
+/* What the vendor modules share while emitting the samples of one record. */
+struct proc_emit {
+    struct proc_out *out;
+    const char *vendor;
+    const char *vendor_user_id;
+    bool has_off;
+    int32_t off_s;
+    bool deleted;
+};
+
+/* proc_out_add_sample() with the record-wide fields taken from `em`. */
+enum cm_rc proc_norm_emit(const struct proc_emit *em, const char *metric, double value,
+                          int64_t start_us, int64_t end_us, const char *source_record_id,
+                          struct cm_err *err);
+
+#endif

@@ -1,0 +1,357 @@
+/* Tests of the processor loop: the pure helpers (dead-letter reason extraction, fetch job ids and
+ * keys, consumer lag from librdkafka statistics) and the loop itself against librdkafka's mock
+ * cluster: undecodable and unnormalizable records are dead-lettered with the original bytes, the
+ * batch's offsets are committed after delivery, and a failed delivery rewinds the batch instead of
+ * committing it (the record is dead-lettered on the retry, nothing is skipped). PostgreSQL and
+ * Redis are unreachable on purpose: these records must not need them. */
+#include <check.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cm/kafka.h"
+#include "cm/log.h"
+#include "cm/records.h"
+#include "proc_loop.h"
+
+/* ---- pure helpers ---- */
+
+START_TEST(test_dlq_reason_extraction)
+{
+    char r[64];
+
+    proc_dlq_reason("missing_field: data.score", r, sizeof(r));
+    ck_assert_str_eq(r, "missing_field");
+    proc_dlq_reason("malformed_json", r, sizeof(r));
+    ck_assert_str_eq(r, "malformed_json");
+    proc_dlq_reason("  out_of_range :value", r, sizeof(r));
+    ck_assert_str_eq(r, "out_of_range");
+    proc_dlq_reason("", r, sizeof(r));
+    ck_assert_str_eq(r, "invalid");
+    proc_dlq_reason(": x", r, sizeof(r));
+    ck_assert_str_eq(r, "invalid");
+    proc_dlq_reason("unsupported_record: a: b", r, sizeof(r));
+    ck_assert_str_eq(r, "unsupported_record");
+    proc_dlq_reason("a_very_long_reason_code_indeed", r, 8);
+    ck_assert_str_eq(r, "a_very_");
+}
+END_TEST
+
+START_TEST(test_fetch_job_id_is_deterministic)
+{
+    char a[33], b[33], c[33];
+
+    proc_fetch_job_id("0123456789abcdef0123456789abcdef", 0, a);
+    proc_fetch_job_id("0123456789abcdef0123456789abcdef", 0, b);
+    proc_fetch_job_id("0123456789abcdef0123456789abcdef", 1, c);
+    ck_assert_str_eq(a, b);
+    ck_assert_str_ne(a, c);
+    /* SHA-256("<raw_event_id>:<index>"), first 32 hex */
+    ck_assert_str_eq(a, "ca6f1a8710df6d0d4232f2ea641de69c");
+    ck_assert_str_eq(c, "c356cbaed2f99a897958a23567ebe5bc");
+    ck_assert_uint_eq(strlen(a), 32);
+}
+END_TEST
+
+START_TEST(test_fetch_key)
+{
+    char k[16];
+
+    ck_assert(proc_fetch_key("oura", "u1", k, sizeof(k)));
+    ck_assert_str_eq(k, "oura:u1");
+    ck_assert(!proc_fetch_key("google_health", "12345", k, sizeof(k)));
+}
+END_TEST
+
+START_TEST(test_stats_lag_sums_known_partitions)
+{
+    const char *json =
+        "{\"name\":\"c\",\"topics\":{"
+        "\"biometric.raw.v1\":{\"partitions\":{"
+        "\"0\":{\"partition\":0,\"consumer_lag\":5},"
+        "\"1\":{\"partition\":1,\"consumer_lag\":-1},"
+        "\"2\":{\"partition\":2,\"consumer_lag\":7},"
+        "\"-1\":{\"partition\":-1,\"consumer_lag\":100}}},"
+        "\"other\":{\"partitions\":{\"0\":{\"consumer_lag\":1}}}}}";
+    int64_t lag = -5;
+
+    ck_assert_int_eq(proc_stats_consumer_lag(json, strlen(json), &lag), CM_OK);
+    ck_assert_int_eq(lag, 13);
+}
+END_TEST
+
+START_TEST(test_stats_lag_rejects_garbage)
+{
+    int64_t lag = 0;
+
+    ck_assert_int_eq(proc_stats_consumer_lag("{", 1, &lag), CM_INVALID);
+    ck_assert_int_eq(proc_stats_consumer_lag("{\"topics\":3}", 12, &lag), CM_INVALID);
+    ck_assert_int_eq(proc_stats_consumer_lag("{\"topics\":{}}", 13, &lag), CM_OK);
+    ck_assert_int_eq(lag, 0);
+}
+END_TEST
+
+/* ---- the loop against the mock cluster ---- */
+
+static rd_kafka_t *mock_owner;
+static rd_kafka_mock_cluster_t *mcluster;
+static char brokers[256];
+static struct proc_cfg cfg;
+static volatile sig_atomic_t stop_flag;
+
+struct run_arg {
+    struct proc_loop *loop;
+    enum cm_rc rc;
+};
+
+static void *run_loop(void *p)
+{
+    struct run_arg *a = p;
+    struct cm_err err;
+
+    a->rc = proc_loop_run(a->loop, &stop_flag, &err);
+    return NULL;
+}
+
+static void mock_setup(void)
+{
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *topics[] = { CM_TOPIC_RAW, CM_TOPIC_NORMALIZED, CM_TOPIC_FETCH, CM_TOPIC_DLQ };
+
+    cm_log_init("test");
+    cm_records_init();
+    mock_owner = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    ck_assert_ptr_nonnull(mock_owner);
+    mcluster = rd_kafka_mock_cluster_new(mock_owner, 1);
+    ck_assert_ptr_nonnull(mcluster);
+    for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
+        ck_assert_int_eq(rd_kafka_mock_topic_create(mcluster, topics[i], 1, 1),
+                         RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+    snprintf(brokers, sizeof(brokers), "%s", rd_kafka_mock_cluster_bootstraps(mcluster));
+    cfg = (struct proc_cfg){
+        .kafka_brokers = brokers,
+        .redis_url = (char *)"redis://127.0.0.1:1/0",
+        .database_url = (char *)"postgresql://auren@127.0.0.1:1/auren",
+        .group_id = (char *)"proc-loop-test",
+        .redis_ttl_s = 300,
+        .max_timeseries_entries = 5000,
+        .http_port = 0,
+        .batch_max = 10,
+        .batch_ms = 20,
+        .conn_cache_ttl_s = 60,
+    };
+    stop_flag = 0;
+}
+
+static void mock_teardown(void)
+{
+    rd_kafka_mock_cluster_destroy(mcluster);
+    rd_kafka_destroy(mock_owner);
+}
+
+static rd_kafka_t *new_client(rd_kafka_type_t type, const char *group)
+{
+    char errstr[256];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_t *rk;
+
+    ck_assert_int_eq(rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, sizeof(errstr)),
+                     RD_KAFKA_CONF_OK);
+    if (group != NULL) {
+        ck_assert_int_eq(rd_kafka_conf_set(conf, "group.id", group, errstr, sizeof(errstr)),
+                         RD_KAFKA_CONF_OK);
+        ck_assert_int_eq(
+            rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, sizeof(errstr)),
+            RD_KAFKA_CONF_OK);
+    }
+    rk = rd_kafka_new(type, conf, errstr, sizeof(errstr));
+    ck_assert_ptr_nonnull(rk);
+    return rk;
+}
+
+static void produce_raw(const char *key, const void *value, size_t len)
+{
+    rd_kafka_t *p = new_client(RD_KAFKA_PRODUCER, NULL);
+
+    ck_assert_int_eq(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(CM_TOPIC_RAW),
+                                       RD_KAFKA_V_KEY(key, strlen(key)),
+                                       RD_KAFKA_V_VALUE((void *)value, len),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    ck_assert_int_eq(rd_kafka_flush(p, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_destroy(p);
+}
+
+/* Read the dead-letter topic from the beginning until `want` records or 20 s. */
+static size_t read_dlq(struct cm_dead_letter *out, size_t want)
+{
+    rd_kafka_t *c = new_client(RD_KAFKA_CONSUMER, "proc-loop-test-reader");
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+    size_t n = 0;
+    int64_t deadline = cm_mono_us() + 20 * 1000000LL;
+
+    rd_kafka_topic_partition_list_add(parts, CM_TOPIC_DLQ, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    ck_assert_int_eq(rd_kafka_assign(c, parts), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(parts);
+    while (n < want && cm_mono_us() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+        struct cm_err err;
+
+        if (m == NULL) {
+            continue;
+        }
+        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            ck_assert_int_eq(cm_dead_letter_decode(m->payload, m->len, &out[n], &err), CM_OK);
+            n++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    return n;
+}
+
+static int64_t committed_offset(void)
+{
+    rd_kafka_t *c = new_client(RD_KAFKA_CONSUMER, cfg.group_id);
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+    int64_t off;
+
+    rd_kafka_topic_partition_list_add(parts, CM_TOPIC_RAW, 0);
+    ck_assert_int_eq(rd_kafka_committed(c, parts, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    off = parts->elems[0].offset;
+    rd_kafka_topic_partition_list_destroy(parts);
+    rd_kafka_destroy(c);
+    return off;
+}
+
+static void encode_raw(const char *vendor, const char *body, struct cm_buf *out)
+{
+    struct cm_raw_webhook raw = {
+        .event_id = (char *)"0123456789abcdef0123456789abcdef",
+        .vendor = (char *)vendor,
+        .kind = CM_RAW_WEBHOOK,
+        .received_at_us = 1700000000000000LL,
+        .method = (char *)"POST",
+        .path = (char *)"/webhooks/whoop",
+        .content_type = (char *)"application/json",
+        .body = (uint8_t *)body,
+        .body_len = strlen(body),
+    };
+    struct cm_err err;
+
+    cm_buf_init(out, 0);
+    ck_assert_int_eq(cm_raw_webhook_encode(&raw, out, &err), CM_OK);
+}
+
+START_TEST(test_loop_dead_letters_and_commits)
+{
+    static const char garbage[] = "definitely not avro";
+    struct run_arg arg = { .rc = CM_FATAL };
+    struct cm_dead_letter dl[2];
+    struct cm_buf raw;
+    struct cm_err err;
+    pthread_t th;
+
+    encode_raw("whoop", "{not json", &raw);
+    produce_raw("whoop:1", garbage, sizeof(garbage) - 1);
+    produce_raw("whoop", raw.data, raw.len);
+    arg.loop = proc_loop_new(&cfg, &err);
+    ck_assert_msg(arg.loop != NULL, "proc_loop_new: %s", err.msg);
+    ck_assert_int_eq(pthread_create(&th, NULL, run_loop, &arg), 0);
+
+    ck_assert_uint_eq(read_dlq(dl, 2), 2);
+    stop_flag = 1;
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(arg.rc, CM_OK);
+
+    ck_assert_str_eq(dl[0].stage, "processor");
+    ck_assert_str_eq(dl[0].reason, "undecodable");
+    ck_assert_str_eq(dl[0].source_topic, CM_TOPIC_RAW);
+    ck_assert_int_eq(dl[0].source_partition, 0);
+    ck_assert_int_eq(dl[0].source_offset, 0);
+    ck_assert_uint_eq(dl[0].value_len, sizeof(garbage) - 1);
+    ck_assert_mem_eq(dl[0].value, garbage, dl[0].value_len);
+    ck_assert_uint_eq(dl[0].key_len, 7);
+    ck_assert_mem_eq(dl[0].key, "whoop:1", 7);
+
+    ck_assert_int_eq(dl[1].source_offset, 1);
+    ck_assert_str_ne(dl[1].reason, "undecodable");
+    ck_assert_ptr_null(strchr(dl[1].reason, ':'));
+    ck_assert_ptr_nonnull(dl[1].detail);
+    ck_assert_uint_eq(dl[1].value_len, raw.len);
+    ck_assert_mem_eq(dl[1].value, raw.data, raw.len); /* replayable as is */
+
+    ck_assert_int_eq(committed_offset(), 2);
+    proc_loop_free(arg.loop);
+    cm_dead_letter_fini(&dl[0]);
+    cm_dead_letter_fini(&dl[1]);
+    cm_buf_fini(&raw);
+}
+END_TEST
+
+START_TEST(test_loop_rewinds_on_failed_delivery)
+{
+    static const char garbage[] = "\xc3\x01 broken";
+    struct run_arg arg = { .rc = CM_FATAL };
+    struct cm_dead_letter dl[2];
+    struct cm_err err;
+    pthread_t th;
+    size_t n;
+
+    produce_raw("oura:9", garbage, sizeof(garbage) - 1);
+    /* the loop's first produce request fails permanently: the batch must be replayed, not
+     * committed */
+    rd_kafka_mock_push_request_errors(mcluster, 0 /* Produce */, 1,
+                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    arg.loop = proc_loop_new(&cfg, &err);
+    ck_assert_msg(arg.loop != NULL, "proc_loop_new: %s", err.msg);
+    ck_assert_int_eq(pthread_create(&th, NULL, run_loop, &arg), 0);
+    n = read_dlq(dl, 1);
+    ck_assert_uint_eq(n, 1);
+    stop_flag = 1;
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(arg.rc, CM_OK);
+    ck_assert_str_eq(dl[0].reason, "undecodable");
+    ck_assert_int_eq(dl[0].source_offset, 0);
+    ck_assert_int_eq(committed_offset(), 1);
+    proc_loop_free(arg.loop);
+    cm_dead_letter_fini(&dl[0]);
+}
+END_TEST
+
+static Suite *proc_loop_suite(void)
+{
+    Suite *s = suite_create("proc_loop");
+    TCase *pure = tcase_create("helpers");
+    TCase *mock = tcase_create("mock_cluster");
+
+    tcase_add_test(pure, test_dlq_reason_extraction);
+    tcase_add_test(pure, test_fetch_job_id_is_deterministic);
+    tcase_add_test(pure, test_fetch_key);
+    tcase_add_test(pure, test_stats_lag_sums_known_partitions);
+    tcase_add_test(pure, test_stats_lag_rejects_garbage);
+    suite_add_tcase(s, pure);
+    tcase_add_checked_fixture(mock, mock_setup, mock_teardown);
+    tcase_set_timeout(mock, 90);
+    tcase_add_test(mock, test_loop_dead_letters_and_commits);
+    tcase_add_test(mock, test_loop_rewinds_on_failed_delivery);
+    suite_add_tcase(s, mock);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(proc_loop_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

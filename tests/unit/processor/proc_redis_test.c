@@ -1,0 +1,212 @@
+/* Unit tests of the Redis writer's pure parts: member and value formatting (every value reads
+ * back as the same double, in the shortest of %.15g / %.17g), series keys, scores, and REDIS_URL
+ * parsing; and its behaviour when Redis is unreachable (writes skipped, never blocking). */
+#include <check.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proc_redis.h"
+
+static double read_back(const char *member)
+{
+    const char *bar = strchr(member, '|');
+
+    ck_assert_ptr_nonnull(bar);
+    return strtod(bar + 1, NULL);
+}
+
+START_TEST(test_member_format_simple_values)
+{
+    char m[80];
+
+    ck_assert_uint_eq(proc_redis_member("0123456789abcdef0123456789abcdef", 72.0, m, sizeof(m)),
+                      strlen("0123456789abcdef0123456789abcdef|72"));
+    ck_assert_str_eq(m, "0123456789abcdef0123456789abcdef|72");
+    proc_redis_member("e1", 0.1, m, sizeof(m));
+    ck_assert_str_eq(m, "e1|0.1");
+    proc_redis_member("e1", -3.5, m, sizeof(m));
+    ck_assert_str_eq(m, "e1|-3.5");
+    proc_redis_member("e1", 1e21, m, sizeof(m));
+    ck_assert_str_eq(m, "e1|1e+21");
+}
+END_TEST
+
+START_TEST(test_value_needs_17_digits)
+{
+    char v[32];
+    double third = 1.0 / 3.0;
+
+    proc_redis_format_value(third, v, sizeof(v));
+    ck_assert_str_eq(v, "0.33333333333333331"); /* %.15g would lose the last bits */
+    ck_assert(strtod(v, NULL) == third);
+    proc_redis_format_value(0.1 + 0.2, v, sizeof(v));
+    ck_assert_str_eq(v, "0.30000000000000004");
+}
+END_TEST
+
+START_TEST(test_value_round_trips)
+{
+    const double values[] = { 0.0, -0.0, 1.0, 98.6, 1e-300, DBL_MIN, DBL_MAX, -DBL_MAX,
+                              5e-324, 123456789.123456789, 2.0 / 3.0, 59.999999999999993,
+                              1e15 + 0.3, 36.6 };
+    char m[80];
+
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        proc_redis_member("abc", values[i], m, sizeof(m));
+        ck_assert_msg(read_back(m) == values[i], "value %zu did not round-trip: %s", i, m);
+        ck_assert_msg(strlen(strchr(m, '|') + 1) <= 24, "value %zu too long: %s", i, m);
+    }
+}
+END_TEST
+
+START_TEST(test_value_random_round_trips)
+{
+    unsigned seed = 12345;
+    char v[32];
+
+    for (int i = 0; i < 100000; i++) {
+        uint64_t bits = 0;
+        double d;
+
+        for (int k = 0; k < 4; k++) {
+            bits = (bits << 16) ^ (uint64_t)(rand_r(&seed) & 0xffff);
+        }
+        memcpy(&d, &bits, sizeof(d));
+        if (!isfinite(d)) {
+            continue;
+        }
+        proc_redis_format_value(d, v, sizeof(v));
+        ck_assert_msg(strtod(v, NULL) == d, "did not round-trip: %s", v);
+    }
+}
+END_TEST
+
+START_TEST(test_key_and_score)
+{
+    char key[32];
+
+    ck_assert(proc_redis_key("u1", "heart_rate", key, sizeof(key)));
+    ck_assert_str_eq(key, "ts:u1:heart_rate");
+    ck_assert(!proc_redis_key("a-rather-long-user-id", "heart_rate", key, sizeof(key)));
+    ck_assert_int_eq(proc_redis_score_ms(1700000000123456LL), 1700000000123LL);
+    ck_assert_int_eq(proc_redis_score_ms(0), 0);
+    ck_assert_int_eq(proc_redis_score_ms(-1), -1); /* floor, not truncation */
+    ck_assert_int_eq(proc_redis_score_ms(-1000), -1);
+    ck_assert_int_eq(proc_redis_score_ms(-1001), -2);
+}
+END_TEST
+
+START_TEST(test_url_defaults_and_db)
+{
+    struct proc_redis_url u;
+    struct cm_err err;
+
+    ck_assert_int_eq(proc_redis_url_parse("redis://127.0.0.1:6379/0", &u, &err), CM_OK);
+    ck_assert_str_eq(u.host, "127.0.0.1");
+    ck_assert_int_eq(u.port, 6379);
+    ck_assert_int_eq(u.db, 0);
+    ck_assert_str_eq(u.password, "");
+    ck_assert_int_eq(proc_redis_url_parse("redis://cache.local", &u, &err), CM_OK);
+    ck_assert_str_eq(u.host, "cache.local");
+    ck_assert_int_eq(u.port, 6379);
+    ck_assert_int_eq(proc_redis_url_parse("redis://h:16379/3", &u, &err), CM_OK);
+    ck_assert_int_eq(u.port, 16379);
+    ck_assert_int_eq(u.db, 3);
+    ck_assert_int_eq(proc_redis_url_parse("redis://[::1]:7000/2", &u, &err), CM_OK);
+    ck_assert_str_eq(u.host, "::1");
+    ck_assert_int_eq(u.port, 7000);
+    ck_assert_int_eq(u.db, 2);
+}
+END_TEST
+
+START_TEST(test_url_credentials)
+{
+    struct proc_redis_url u;
+    struct cm_err err;
+
+    ck_assert_int_eq(proc_redis_url_parse("redis://:s3cret@h:1/0", &u, &err), CM_OK);
+    ck_assert_str_eq(u.user, "");
+    ck_assert_str_eq(u.password, "s3cret");
+    ck_assert_str_eq(u.host, "h");
+    ck_assert_int_eq(proc_redis_url_parse("redis://app:p%40ss%3A@h", &u, &err), CM_OK);
+    ck_assert_str_eq(u.user, "app");
+    ck_assert_str_eq(u.password, "p@ss:");
+    ck_assert_int_eq(proc_redis_url_parse("redis://app:a@b@h", &u, &err), CM_OK);
+    ck_assert_str_eq(u.password, "a@b");
+    ck_assert_str_eq(u.host, "h");
+}
+END_TEST
+
+START_TEST(test_url_rejects)
+{
+    const char *bad[] = { "http://h:1", "rediss://h", "redis://", "redis://h:0", "redis://h:70000",
+                          "redis://h:12x", "redis://h/abc", "redis://user@h", "redis://:p%4@h",
+                          "redis://[::1" };
+    struct proc_redis_url u;
+    struct cm_err err;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        ck_assert_msg(proc_redis_url_parse(bad[i], &u, &err) == CM_INVALID, "accepted %s", bad[i]);
+        ck_assert_ptr_nonnull(strstr(err.msg, "REDIS_URL"));
+        ck_assert_ptr_null(strstr(err.msg, "p%4")); /* never echoes the secret */
+    }
+}
+END_TEST
+
+START_TEST(test_unreachable_redis_skips_and_discards)
+{
+    struct cm_err err;
+    /* port 1 on loopback: connection refused at once */
+    struct proc_redis *r = proc_redis_new("redis://127.0.0.1:1/0", 300, 10, NULL, NULL, &err);
+
+    ck_assert_ptr_nonnull(r);
+    proc_redis_add(r, "u1", "heart_rate", "e1", 60.0, 1000, false);
+    proc_redis_add(r, "u1", "heart_rate", "e2", 61.0, 2000, false);
+    ck_assert_uint_eq(proc_redis_pending(r), 2);
+    ck_assert_uint_eq(proc_redis_flush(r), 0);
+    ck_assert_uint_eq(proc_redis_pending(r), 0);
+    ck_assert(!proc_redis_connected(r));
+    proc_redis_add(r, "u1", "heart_rate", "e3", 62.0, 3000, false);
+    proc_redis_discard(r);
+    ck_assert_uint_eq(proc_redis_pending(r), 0);
+    proc_redis_free(r);
+    proc_redis_free(NULL);
+    ck_assert_ptr_null(proc_redis_new("nope://", 300, 10, NULL, NULL, &err));
+}
+END_TEST
+
+static Suite *proc_redis_suite(void)
+{
+    Suite *s = suite_create("proc_redis");
+    TCase *fmt = tcase_create("member_format");
+    TCase *url = tcase_create("url");
+    TCase *down = tcase_create("unreachable");
+
+    tcase_add_test(fmt, test_member_format_simple_values);
+    tcase_add_test(fmt, test_value_needs_17_digits);
+    tcase_add_test(fmt, test_value_round_trips);
+    tcase_add_test(fmt, test_value_random_round_trips);
+    tcase_add_test(fmt, test_key_and_score);
+    suite_add_tcase(s, fmt);
+    tcase_add_test(url, test_url_defaults_and_db);
+    tcase_add_test(url, test_url_credentials);
+    tcase_add_test(url, test_url_rejects);
+    suite_add_tcase(s, url);
+    tcase_add_test(down, test_unreachable_redis_skips_and_discards);
+    suite_add_tcase(s, down);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(proc_redis_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
