@@ -29,7 +29,8 @@ struct cm_cfg_field {
     const char *doc;
 };
 
-/* Fill `cfg` from the environment according to `fields` (terminated by {0}). */
+/* Fill `cfg` from the environment according to `fields` (terminated by {0}).
+ * `cfg` must start zeroed (STR fields are freed before being replaced). */
 enum cm_rc cm_cfg_load(const struct cm_cfg_field *fields, void *cfg, struct cm_err *err);
 /* Free the STR fields. */
 void cm_cfg_free(const struct cm_cfg_field *fields, void *cfg);

@@ -1,0 +1,75 @@
+/* auren-processor: consumes raw vendor webhooks from biometric.raw.v1, normalizes them into
+ * BiometricEvents (biometric.normalized.v1) and fetch jobs (biometric.fetch.v1), keeps the per-user
+ * Redis series current and dead-letters what it cannot handle (biometric.dlq.v1).
+ * main() is the table of contents: configuration, loop, ops server, run, teardown. SIGTERM/SIGINT
+ * finish the current batch, close the consumer, flush the producer and exit 0. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cm/httpd.h"
+#include "cm/log.h"
+#include "cm/records.h"
+#include "proc_cfg.h"
+#include "proc_loop.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN; /* a Redis or PostgreSQL peer closing must not kill us */
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    struct proc_cfg cfg = { .kafka_brokers = NULL }; /* cm_cfg_load frees STR fields first */
+    struct proc_loop *loop;
+    struct cm_httpd *httpd;
+    struct cm_err err = { .msg = "" };
+    enum cm_rc rc;
+
+    cm_log_init("processor");
+    cm_cfg_load_or_exit("processor", proc_cfg_fields, &cfg, argc, argv);
+    cm_records_init();
+    install_signals();
+
+    loop = proc_loop_new(&cfg, &err);
+    if (loop == NULL) {
+        fprintf(stderr, "auren-processor: %s\n", err.msg);
+        cm_cfg_free(proc_cfg_fields, &cfg);
+        return 2;
+    }
+    httpd = cm_httpd_start((uint16_t)cfg.http_port, proc_loop_ready, loop, &err);
+    if (httpd == NULL) {
+        cm_log_error("httpd.failed", "port=%ld reason=%s", cfg.http_port, err.msg);
+        proc_loop_free(loop);
+        cm_cfg_free(proc_cfg_fields, &cfg);
+        return 1;
+    }
+
+    rc = proc_loop_run(loop, &stop_requested, &err);
+    if (rc != CM_OK) {
+        cm_log_error("processor.failed", "rc=%s reason=%s", cm_rc_str(rc), err.msg);
+    }
+
+    cm_httpd_stop(httpd);
+    proc_loop_free(loop);
+    cm_cfg_free(proc_cfg_fields, &cfg);
+    cm_log_info("processor.stopped", "rc=%s", cm_rc_str(rc));
+    return rc == CM_OK ? 0 : 1;
+}
