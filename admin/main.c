@@ -1,0 +1,377 @@
+/* auren-admin: command line of the operator tool. Parses the command and its options, reads
+ * DATABASE_URL / KAFKA_BROKERS (or their _FILE forms) with the local defaults, and hands the
+ * work to adm_*.c. Exit status: 0 done, 1 the work failed, 2 usage or configuration error
+ * (always one line on stderr). */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adm.h"
+#include "cm/cfg.h"
+#include "cm/log.h"
+
+#ifndef AUREN_SOURCE_DIR
+#error "AUREN_SOURCE_DIR must be defined by the build"
+#endif
+
+#define TOPICS_TIMEOUT_MS 30000
+
+static const char usage_text[] =
+    "auren-admin: operator tool of the Auren Biometric Bridge\n"
+    "\n"
+    "Usage:\n"
+    "  auren-admin migrate [--dir DIR]\n"
+    "      Apply the schemas/sql/NNN_name.sql files not yet in schema_migrations.\n"
+    "  auren-admin topics create [--partitions N] [--replication-factor N]\n"
+    "      Create the biometric.* topics; existing ones are left as they are.\n"
+    "  auren-admin connections add --vendor V --vendor-user-id X --user-id Y\n"
+    "  auren-admin connections list [--vendor V]\n"
+    "  auren-admin connections revoke --vendor V --vendor-user-id X\n"
+    "  auren-admin --help\n"
+    "\n"
+    "Environment (NAME_FILE reads NAME from a file):\n"
+    "  DATABASE_URL              " ADM_DEFAULT_DATABASE_URL "\n"
+    "  KAFKA_BROKERS             " ADM_DEFAULT_KAFKA_BROKERS
+    " (KAFKA_FOO_BAR is passed to librdkafka as foo.bar)\n"
+    "  MIGRATIONS_DIR            " AUREN_SOURCE_DIR "/schemas/sql\n"
+    "  TOPIC_PARTITIONS          6\n"
+    "  TOPIC_REPLICATION_FACTOR  1\n"
+    "\n"
+    "Exit status: 0 done, 1 failed, 2 usage or configuration error.\n";
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("auren-admin: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs(" (see auren-admin --help)\n", stderr);
+    return ADM_EXIT_USAGE;
+}
+
+static int fail(const struct cm_err *err)
+{
+    fprintf(stderr, "auren-admin: %s\n", err->msg);
+    return ADM_EXIT_FAIL;
+}
+
+/* NAME (or NAME_FILE) as a new string, `def` when unset; NULL (message printed) when the file
+ * cannot be read. */
+static char *env_or(const char *name, const char *def)
+{
+    struct cm_err err = { { 0 } };
+    char *v = cm_cfg_getenv(name, &err);
+
+    if (v == NULL && err.msg[0] != '\0') {
+        fprintf(stderr, "auren-admin: config: %s\n", err.msg);
+        return NULL;
+    }
+    return v != NULL ? v : cm_xstrdup(def);
+}
+
+static bool parse_int(const char *s, long min, long max, int *out)
+{
+    char *end;
+    long v;
+
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max) {
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+/* getopt_long over argv[0..argc) where argv[0] is the (sub)command named `what` in messages.
+ * Returns the option's value
+ * char, -1 at the end, or '?' after printing a usage error. */
+static int next_opt(int argc, char **argv, const struct option *opts, const char *what,
+                    int *status)
+{
+    int c = getopt_long(argc, argv, ":h", opts, NULL);
+
+    if (c == '?') {
+        *status = usage_error("%s: unknown option '%s'", what, argv[optind - 1]);
+    } else if (c == ':') {
+        *status = usage_error("%s: option '%s' needs a value", what, argv[optind - 1]);
+        c = '?';
+    } else if (c == -1 && optind < argc) {
+        *status = usage_error("%s: unexpected argument '%s'", what, argv[optind]);
+        c = '?';
+    }
+    return c;
+}
+
+static void reset_getopt(void)
+{
+    optind = 0; /* glibc: 0 re-initialises the scanner for a new argv */
+    opterr = 0;
+}
+
+static PGconn *connect_db(int *status)
+{
+    struct cm_err err = { { 0 } };
+    PGconn *pg;
+    char *url = env_or("DATABASE_URL", ADM_DEFAULT_DATABASE_URL);
+
+    if (url == NULL) {
+        *status = ADM_EXIT_USAGE;
+        return NULL;
+    }
+    pg = adm_pg_connect(url, &err);
+    free(url);
+    if (pg == NULL) {
+        *status = fail(&err);
+    }
+    return pg;
+}
+
+static int cmd_migrate(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "dir", required_argument, NULL, 'd' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct adm_migrate_set set = { 0 };
+    struct cm_err err = { { 0 } };
+    const char *dir_opt = NULL;
+    char *dir = NULL;
+    int status = ADM_EXIT_OK;
+    PGconn *pg;
+    int c;
+
+    reset_getopt();
+    while ((c = next_opt(argc, argv, opts, "migrate", &status)) != -1) {
+        if (c == '?') {
+            return status;
+        }
+        if (c == 'h') {
+            fputs(usage_text, stdout);
+            return ADM_EXIT_OK;
+        }
+        dir_opt = optarg;
+    }
+    dir = dir_opt != NULL ? cm_xstrdup(dir_opt)
+                          : env_or("MIGRATIONS_DIR", AUREN_SOURCE_DIR "/schemas/sql");
+    if (dir == NULL) {
+        return ADM_EXIT_USAGE;
+    }
+    if (adm_migrate_scan(dir, &set, &err) != CM_OK) {
+        fprintf(stderr, "auren-admin: %s: %s\n", dir, err.msg);
+        free(dir);
+        return ADM_EXIT_FAIL;
+    }
+    free(dir);
+    pg = connect_db(&status);
+    if (pg != NULL) {
+        if (adm_migrate_apply(pg, &set, stdout, &err) != CM_OK) {
+            status = fail(&err);
+        }
+        PQfinish(pg);
+    }
+    adm_migrate_set_fini(&set);
+    return status;
+}
+
+static int cmd_topics(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "partitions", required_argument, NULL, 'p' },
+        { "replication-factor", required_argument, NULL, 'r' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct adm_topics_opts o = { .timeout_ms = TOPICS_TIMEOUT_MS };
+    struct cm_err err = { { 0 } };
+    const char *partitions = NULL;
+    const char *replication = NULL;
+    char *env_partitions = NULL;
+    char *env_replication = NULL;
+    char *brokers = NULL;
+    int status = ADM_EXIT_OK;
+    int c;
+
+    if (argc < 2 || strcmp(argv[1], "create") != 0) {
+        if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+            fputs(usage_text, stdout);
+            return ADM_EXIT_OK;
+        }
+        return usage_error("topics: expected 'topics create'");
+    }
+    argc--;
+    argv++;
+    reset_getopt();
+    while ((c = next_opt(argc, argv, opts, "topics create", &status)) != -1) {
+        if (c == '?') {
+            return status;
+        }
+        if (c == 'h') {
+            fputs(usage_text, stdout);
+            return ADM_EXIT_OK;
+        }
+        if (c == 'p') {
+            partitions = optarg;
+        } else {
+            replication = optarg;
+        }
+    }
+    env_partitions = env_or("TOPIC_PARTITIONS", "6");
+    env_replication = env_or("TOPIC_REPLICATION_FACTOR", "1");
+    brokers = env_or("KAFKA_BROKERS", ADM_DEFAULT_KAFKA_BROKERS);
+    if (env_partitions == NULL || env_replication == NULL || brokers == NULL) {
+        status = ADM_EXIT_USAGE;
+    } else if (!parse_int(partitions != NULL ? partitions : env_partitions, 1, 10000,
+                          &o.partitions)) {
+        status = usage_error("topics create: %s must be an integer from 1 to 10000",
+                             partitions != NULL ? "--partitions" : "TOPIC_PARTITIONS");
+    } else if (!parse_int(replication != NULL ? replication : env_replication, 1, SHRT_MAX,
+                          &o.replication)) {
+        status = usage_error("topics create: %s must be an integer from 1 to %d",
+                             replication != NULL ? "--replication-factor"
+                                                 : "TOPIC_REPLICATION_FACTOR", SHRT_MAX);
+    } else {
+        o.brokers = brokers;
+        if (adm_topics_create(&o, stdout, &err) != CM_OK) {
+            status = fail(&err);
+        }
+    }
+    free(env_partitions);
+    free(env_replication);
+    free(brokers);
+    return status;
+}
+
+struct conn_args {
+    const char *vendor;
+    const char *vendor_user_id;
+    const char *user_id;
+};
+
+/* Parse the connections sub-command's options; `need` lists the required ones as 'v'/'x'/'u'. */
+static int parse_conn_args(int argc, char **argv, const char *what, const char *allowed,
+                           const char *need, struct conn_args *a)
+{
+    static const struct option opts[] = {
+        { "vendor", required_argument, NULL, 'v' },
+        { "vendor-user-id", required_argument, NULL, 'x' },
+        { "user-id", required_argument, NULL, 'u' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int status = ADM_EXIT_OK;
+    int c;
+
+    reset_getopt();
+    while ((c = next_opt(argc, argv, opts, what, &status)) != -1) {
+        if (c == '?') {
+            return status;
+        }
+        if (c == 'h') {
+            fputs(usage_text, stdout);
+            return -1;
+        }
+        if (strchr(allowed, c) == NULL) {
+            return usage_error("%s: option '--%s' does not apply", what,
+                               c == 'v' ? "vendor" : c == 'x' ? "vendor-user-id" : "user-id");
+        }
+        if (c == 'v') {
+            a->vendor = optarg;
+        } else if (c == 'x') {
+            a->vendor_user_id = optarg;
+        } else {
+            a->user_id = optarg;
+        }
+    }
+    if ((strchr(need, 'v') != NULL && a->vendor == NULL) ||
+        (strchr(need, 'x') != NULL && a->vendor_user_id == NULL) ||
+        (strchr(need, 'u') != NULL && a->user_id == NULL)) {
+        return usage_error("%s: missing a required option", what);
+    }
+    if (a->vendor != NULL && !adm_conn_vendor_valid(a->vendor)) {
+        return usage_error("%s: unknown vendor '%s'", what, a->vendor);
+    }
+    if ((a->vendor_user_id != NULL && !adm_conn_id_valid(a->vendor_user_id)) ||
+        (a->user_id != NULL && !adm_conn_id_valid(a->user_id))) {
+        return usage_error("%s: ids are 1-256 printable characters", what);
+    }
+    return ADM_EXIT_OK;
+}
+
+static int cmd_connections(int argc, char **argv)
+{
+    struct conn_args a = { 0 };
+    struct cm_err err = { { 0 } };
+    const char *sub = argc >= 2 ? argv[1] : "";
+    int status;
+    enum cm_rc rc;
+    PGconn *pg;
+
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        fputs(usage_text, stdout);
+        return ADM_EXIT_OK;
+    }
+    if (strcmp(sub, "add") == 0) {
+        status = parse_conn_args(argc - 1, argv + 1, "connections add", "vxu", "vxu", &a);
+    } else if (strcmp(sub, "list") == 0) {
+        status = parse_conn_args(argc - 1, argv + 1, "connections list", "v", "", &a);
+    } else if (strcmp(sub, "revoke") == 0) {
+        status = parse_conn_args(argc - 1, argv + 1, "connections revoke", "vx", "vx", &a);
+    } else {
+        return usage_error("connections: expected add, list or revoke");
+    }
+    if (status != ADM_EXIT_OK) {
+        return status < 0 ? ADM_EXIT_OK : status;
+    }
+    pg = connect_db(&status);
+    if (pg == NULL) {
+        return status;
+    }
+    if (strcmp(sub, "add") == 0) {
+        rc = adm_conn_add(pg, a.vendor, a.vendor_user_id, a.user_id, &err);
+        if (rc == CM_OK) {
+            printf("connection %s active\n", a.vendor);
+        }
+    } else if (strcmp(sub, "list") == 0) {
+        rc = adm_conn_list(pg, a.vendor, stdout, NULL, &err);
+    } else {
+        rc = adm_conn_revoke(pg, a.vendor, a.vendor_user_id, &err);
+        if (rc == CM_OK) {
+            printf("connection %s revoked, tokens dropped\n", a.vendor);
+        }
+    }
+    PQfinish(pg);
+    return rc == CM_OK ? ADM_EXIT_OK : fail(&err);
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc >= 2 ? argv[1] : NULL;
+
+    if (cmd == NULL) {
+        return usage_error("missing command");
+    }
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage_text, stdout);
+        return ADM_EXIT_OK;
+    }
+    cm_log_init("admin");
+    if (strcmp(cmd, "migrate") == 0) {
+        return cmd_migrate(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "topics") == 0) {
+        return cmd_topics(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "connections") == 0) {
+        return cmd_connections(argc - 1, argv + 1);
+    }
+    return usage_error("unknown command '%s'", cmd);
+}
