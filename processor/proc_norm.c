@@ -641,10 +641,15 @@ void proc_norm_format_time(int64_t us, char out[40])
     int m, d;
     civil_from_days(days, &y, &m, &d);
     int h = (int)(sod / 3600), mi = (int)(sod % 3600 / 60), s = (int)(sod % 60);
-    if (rem == 0) {
-        snprintf(out, 40, "%04" PRId64 "-%02d-%02dT%02d:%02d:%02dZ", y, m, d, h, mi, s);
+    /* The year is clamped so the compiler can prove the text fits (times are range-checked to
+     * 2000 .. now + 1 day long before they are formatted). */
+    int yy = y < 0 ? 0 : (y > 9999 ? 9999 : (int)y);
+    int r = (int)rem;
+    m = m < 1 || m > 12 ? 1 : m;
+    d = d < 1 || d > 31 ? 1 : d;
+    if (r == 0) {
+        snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02dZ", yy, m, d, h, mi, s);
     } else {
-        snprintf(out, 40, "%04" PRId64 "-%02d-%02dT%02d:%02d:%02d.%06" PRId64 "Z", y, m, d, h, mi,
-                 s, rem);
+        snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", yy, m, d, h, mi, s, r);
     }
 }

@@ -1,0 +1,300 @@
+/* librdkafka producer for biometric.raw.v1. Messages are produced without copying (the request
+ * owns the encoded value until its delivery report) and never flushed per request; a dedicated
+ * thread runs rd_kafka_poll() so delivery reports resume suspended HTTP requests promptly.
+ * Readiness comes from the statistics callback (brokers in state UP), so /readyz never blocks
+ * on the network. Library logs go through cm_log (cm_kafka_conf_new). */
+#include "gw_ingest.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cm/kafka.h"
+#include "cm/log.h"
+#include "gw_cfg.h"
+#include "gw_metrics.h"
+
+#define STATS_INTERVAL_MS "1000"
+
+struct gw_ingest {
+    rd_kafka_t *rk;
+    rd_kafka_topic_t *rkt;
+    gw_delivery_fn on_delivery;
+    gw_tick_fn on_tick;
+    void *tick_arg;
+    pthread_t poller;
+    bool poller_running;
+    atomic_bool stop;
+    atomic_int brokers_up; /* -1 until the first statistics arrive */
+    atomic_bool fatal;
+};
+
+static void on_delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+    struct gw_ingest *ing = opaque;
+
+    (void)rk;
+    if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        cm_metric_inc(gw_metrics.produce_errors, msg->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT
+                                                     ? "delivery_timeout"
+                                                     : "delivery_failed");
+        cm_log_warn("kafka.delivery_failed", "topic=%s err=%s", CM_TOPIC_RAW,
+                    rd_kafka_err2name(msg->err));
+    }
+    ing->on_delivery(msg->_private, msg->err);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct gw_ingest *ing = opaque;
+    char fatal_reason[256];
+
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal_reason, sizeof(fatal_reason));
+        atomic_store(&ing->fatal, true);
+        cm_log_error("kafka.fatal", "err=%s reason=%s", rd_kafka_err2name(orig), fatal_reason);
+        return;
+    }
+    /* librdkafka reasons name brokers and error codes, never message contents. */
+    cm_log_warn("kafka.error", "err=%s reason=%s", rd_kafka_err2name((rd_kafka_resp_err_t)err),
+                reason);
+}
+
+/* Count brokers in state UP (bootstrap and learned; not the internal/logical ones). */
+static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
+{
+    struct gw_ingest *ing = opaque;
+    json_t *root = json_loadb(json, json_len, 0, NULL);
+    json_t *brokers = root != NULL ? json_object_get(root, "brokers") : NULL;
+    const char *name;
+    json_t *b;
+    int up = 0;
+
+    (void)rk;
+    if (json_is_object(brokers)) {
+        json_object_foreach(brokers, name, b) {
+            const char *state = json_string_value(json_object_get(b, "state"));
+            const char *source = json_string_value(json_object_get(b, "source"));
+            if (state != NULL && strcmp(state, "UP") == 0 && source != NULL &&
+                strcmp(source, "internal") != 0 && strcmp(source, "logical") != 0) {
+                up++;
+            }
+        }
+        atomic_store(&ing->brokers_up, up);
+    }
+    json_decref(root);
+    return 0; /* librdkafka frees json */
+}
+
+static void *poll_main(void *arg)
+{
+    struct gw_ingest *ing = arg;
+
+    while (!atomic_load(&ing->stop)) {
+        rd_kafka_poll(ing->rk, GW_INGEST_TICK_MS);
+        if (ing->on_tick != NULL) {
+            ing->on_tick(ing->tick_arg);
+        }
+    }
+    return NULL;
+}
+
+/* Set `prop` unless the operator chose a value through KAFKA_* (cm_kafka_conf_new applied it). */
+static enum cm_rc set_default(rd_kafka_conf_t *conf, const char *prop, const char *value,
+                              struct cm_err *err)
+{
+    char env[128] = "KAFKA_";
+    size_t o = strlen(env);
+
+    for (const char *p = prop; *p != '\0' && o + 2 < sizeof(env); p++) {
+        if (*p == '.') {
+            env[o++] = '_';
+        } else if (*p == '_') {
+            env[o++] = '_';
+            env[o++] = '_';
+        } else {
+            env[o++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+        }
+    }
+    env[o] = '\0';
+    if (getenv(env) != NULL) {
+        return CM_OK;
+    }
+    return cm_kafka_set(conf, prop, value, err);
+}
+
+static rd_kafka_conf_t *build_conf(const struct gw_cfg *cfg, const char *const *props,
+                                   struct gw_ingest *ing, struct cm_err *err)
+{
+    rd_kafka_conf_t *conf = cm_kafka_conf_new(cfg->brokers, err);
+    char timeout[32];
+
+    if (conf == NULL) {
+        return NULL;
+    }
+    snprintf(timeout, sizeof(timeout), "%ld", cfg->delivery_timeout_ms);
+    /* Overridable: batching and compression. Fixed: durability, the single-report guarantee
+     * and the statistics readiness depends on. */
+    if (set_default(conf, "linger.ms", "5", err) != CM_OK ||
+        set_default(conf, "compression.type", "lz4", err) != CM_OK ||
+        cm_kafka_set(conf, "client.id", "auren-gateway", err) != CM_OK ||
+        cm_kafka_set(conf, "enable.idempotence", "true", err) != CM_OK ||
+        cm_kafka_set(conf, "acks", "all", err) != CM_OK ||
+        cm_kafka_set(conf, "message.timeout.ms", timeout, err) != CM_OK ||
+        cm_kafka_set(conf, "statistics.interval.ms", STATS_INTERVAL_MS, err) != CM_OK) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    for (size_t i = 0; props != NULL && props[i] != NULL && props[i + 1] != NULL; i += 2) {
+        if (cm_kafka_set(conf, props[i], props[i + 1], err) != CM_OK) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery_report);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
+    rd_kafka_conf_set_opaque(conf, ing);
+    return conf;
+}
+
+struct gw_ingest *gw_ingest_new(const struct gw_cfg *cfg, const char *const *props,
+                                gw_delivery_fn on_delivery, gw_tick_fn on_tick, void *tick_arg,
+                                struct cm_err *err)
+{
+    struct gw_ingest *ing = cm_xcalloc(1, sizeof(*ing));
+    rd_kafka_conf_t *conf;
+    char errstr[512];
+
+    ing->on_delivery = on_delivery;
+    ing->on_tick = on_tick;
+    ing->tick_arg = tick_arg;
+    atomic_init(&ing->stop, false);
+    atomic_init(&ing->brokers_up, -1);
+    atomic_init(&ing->fatal, false);
+    conf = build_conf(cfg, props, ing, err);
+    if (conf == NULL) {
+        goto fail;
+    }
+    ing->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (ing->rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        cm_err_set(err, CM_INVALID, "kafka producer: %s", errstr);
+        goto fail;
+    }
+    conf = NULL; /* owned by rk now */
+    ing->rkt = rd_kafka_topic_new(ing->rk, CM_TOPIC_RAW, NULL);
+    if (ing->rkt == NULL) {
+        cm_err_set(err, CM_INVALID, "kafka topic %s: %s", CM_TOPIC_RAW,
+                   rd_kafka_err2str(rd_kafka_last_error()));
+        goto fail;
+    }
+    if (pthread_create(&ing->poller, NULL, poll_main, ing) != 0) {
+        cm_err_set(err, CM_FATAL, "cannot start the kafka poll thread");
+        goto fail;
+    }
+    ing->poller_running = true;
+    return ing;
+fail:
+    gw_ingest_free(ing);
+    return NULL;
+}
+
+enum cm_rc gw_ingest_send(struct gw_ingest *ing, const char *key, const void *value, size_t len,
+                          void *opaque, struct cm_err *err)
+{
+    rd_kafka_resp_err_t e;
+    enum cm_rc rc;
+
+    if (atomic_load(&ing->fatal)) {
+        cm_metric_inc(gw_metrics.produce_errors, "producer_fatal");
+        return cm_err_set(err, CM_FATAL, "producer_fatal");
+    }
+    e = rd_kafka_producev(ing->rk, RD_KAFKA_V_RKT(ing->rkt),
+                          RD_KAFKA_V_KEY(key, strlen(key)),
+                          RD_KAFKA_V_VALUE((void *)(uintptr_t)value, len),
+                          RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return CM_OK;
+    }
+    rc = cm_kafka_classify(e);
+    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+        cm_metric_inc(gw_metrics.produce_errors, "queue_full");
+        return cm_err_set(err, CM_RETRY, "queue_full");
+    }
+    cm_metric_inc(gw_metrics.produce_errors, "produce_failed");
+    cm_log_warn("kafka.produce_failed", "topic=%s err=%s", CM_TOPIC_RAW, rd_kafka_err2name(e));
+    return cm_err_set(err, rc == CM_FATAL ? CM_FATAL : CM_RETRY, "produce_failed");
+}
+
+bool gw_ingest_ready(struct gw_ingest *ing, const char **reason)
+{
+    int up = atomic_load(&ing->brokers_up);
+
+    if (atomic_load(&ing->fatal)) {
+        *reason = "kafka producer failed";
+        return false;
+    }
+    if (up <= 0) {
+        *reason = up < 0 ? "kafka connecting" : "no kafka broker reachable";
+        return false;
+    }
+    return true;
+}
+
+bool gw_ingest_failed(struct gw_ingest *ing)
+{
+    return atomic_load(&ing->fatal);
+}
+
+void gw_ingest_stop_poller(struct gw_ingest *ing)
+{
+    if (ing == NULL || !ing->poller_running) {
+        return;
+    }
+    atomic_store(&ing->stop, true);
+    pthread_join(ing->poller, NULL);
+    ing->poller_running = false;
+}
+
+int gw_ingest_flush(struct gw_ingest *ing, int timeout_ms)
+{
+    rd_kafka_flush(ing->rk, timeout_ms);
+    return rd_kafka_outq_len(ing->rk);
+}
+
+void gw_ingest_purge(struct gw_ingest *ing)
+{
+    if (rd_kafka_outq_len(ing->rk) == 0) {
+        return;
+    }
+    rd_kafka_purge(ing->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    /* Serve the purge reports so every opaque is released exactly once. */
+    for (int i = 0; i < 50 && rd_kafka_outq_len(ing->rk) > 0; i++) {
+        rd_kafka_poll(ing->rk, 20);
+    }
+}
+
+rd_kafka_t *gw_ingest_handle(struct gw_ingest *ing)
+{
+    return ing->rk;
+}
+
+void gw_ingest_free(struct gw_ingest *ing)
+{
+    if (ing == NULL) {
+        return;
+    }
+    gw_ingest_stop_poller(ing);
+    if (ing->rkt != NULL) {
+        rd_kafka_topic_destroy(ing->rkt);
+    }
+    if (ing->rk != NULL) {
+        rd_kafka_destroy(ing->rk);
+    }
+    free(ing);
+}

@@ -1,0 +1,55 @@
+/* Registration of the gateway's metrics. The in-flight gauge is read from the server's atomic
+ * counter at scrape time, so the request path never updates it twice. */
+#include "gw_metrics.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+
+struct gw_metrics gw_metrics;
+
+static const double body_buckets[] = {256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304};
+
+static atomic_long in_flight;
+
+void gw_metrics_in_flight_add(long delta)
+{
+    atomic_fetch_add(&in_flight, delta);
+}
+
+static double read_in_flight(void *arg)
+{
+    (void)arg;
+    return (double)atomic_load(&in_flight);
+}
+
+void gw_metrics_init(void)
+{
+    static bool done;
+
+    if (done) {
+        return;
+    }
+    done = true;
+    gw_metrics.requests = cm_metric_counter("auren_gateway_requests_total",
+                                            "Webhook requests answered, by vendor and HTTP status",
+                                            2, "vendor", "status");
+    gw_metrics.signature_failures =
+        cm_metric_counter("auren_gateway_signature_failures_total",
+                          "Webhooks rejected with 401 (signature, secret, timestamp)", 1, "vendor");
+    gw_metrics.duration = cm_metric_histogram(
+        "auren_gateway_request_duration_seconds", "Time from request line to answer",
+        cm_metric_latency_buckets, cm_metric_latency_nbuckets, 1, "vendor");
+    gw_metrics.body_bytes = cm_metric_histogram("auren_gateway_request_body_bytes",
+                                                "Webhook body sizes", body_buckets,
+                                                sizeof(body_buckets) / sizeof(body_buckets[0]), 1,
+                                                "vendor");
+    gw_metrics.produce_errors =
+        cm_metric_counter("auren_gateway_kafka_produce_errors_total",
+                          "Records not made durable: queue full, produce or delivery failure",
+                          1, "reason");
+    gw_metrics.rejected = cm_metric_counter("auren_gateway_rejected_total",
+                                            "Webhooks answered with an error, by reason", 2,
+                                            "vendor", "reason");
+    cm_metric_gauge_fn("auren_gateway_in_flight", "Webhook requests being handled", read_in_flight,
+                       NULL);
+}

@@ -1,0 +1,157 @@
+/* The vendor table (vendors.md section 15): route shape, authentication, body type, handshake and
+ * success status per vendor. Adding a vendor is one row here plus, if it signs differently, one
+ * verifier in gw_verify.c. */
+#include "gw_vendor.h"
+
+#include <stddef.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "gw_cfg.h"
+
+#define CONTROL_BODY_MAX 4096 /* control messages are tiny; larger bodies are never one */
+#define CFG_OFF(f) offsetof(struct gw_cfg, f)
+
+static const struct gw_vendor vendors[] = {
+    {.name = "whoop", .ok_status = 200, .body = GW_BODY_JSON,
+     .need_off = {CFG_OFF(secret_whoop)}, .n_need = 1, .verify = gw_verify_whoop,
+     .allow = "POST"},
+    {.name = "oura", .ok_status = 200, .body = GW_BODY_JSON,
+     .need_off = {CFG_OFF(secret_oura)}, .n_need = 1, .verify = gw_verify_oura,
+     .handshake = GW_HANDSHAKE_OURA, .allow = "GET, HEAD, POST"},
+    {.name = "polar", .ok_status = 200, .body = GW_BODY_JSON,
+     .need_off = {CFG_OFF(secret_polar)}, .n_need = 1, .verify = gw_verify_polar,
+     .control = GW_CONTROL_POLAR_PING, .allow = "POST"},
+    /* Fitbit expects 204 within 5 s. */
+    {.name = "fitbit", .ok_status = 204, .body = GW_BODY_JSON,
+     .need_off = {CFG_OFF(secret_fitbit)}, .n_need = 1, .verify = gw_verify_fitbit,
+     .handshake = GW_HANDSHAKE_FITBIT, .allow = "GET, HEAD, POST"},
+    /* Google documents 201 only for the verification POST; notifications get 200. */
+    {.name = "google_health", .ok_status = 200, .body = GW_BODY_JSON,
+     .need_off = {CFG_OFF(google_health_authorization)}, .n_need = 1,
+     .verify = gw_verify_google_health, .control = GW_CONTROL_GOOGLE_VERIFY, .allow = "POST"},
+    {.name = "withings", .ok_status = 200, .body = GW_BODY_FORM, .path_token = true,
+     .token_off = CFG_OFF(token_withings), .need_off = {CFG_OFF(token_withings)}, .n_need = 1,
+     .verify = gw_verify_path_only, .handshake = GW_HANDSHAKE_WITHINGS,
+     .allow = "GET, HEAD, POST"},
+    {.name = "garmin", .ok_status = 200, .body = GW_BODY_JSON, .path_token = true,
+     .token_off = CFG_OFF(token_garmin),
+     .need_off = {CFG_OFF(token_garmin), CFG_OFF(garmin_client_id)}, .n_need = 2,
+     .verify = gw_verify_garmin, .allow = "POST"},
+    {.name = "strava", .ok_status = 200, .body = GW_BODY_JSON, .path_token = true,
+     .token_off = CFG_OFF(token_strava), .need_off = {CFG_OFF(token_strava)}, .n_need = 1,
+     .verify = gw_verify_path_only, .handshake = GW_HANDSHAKE_STRAVA, .allow = "GET, HEAD, POST"},
+    {.name = "terra", .ok_status = 200, .body = GW_BODY_JSON,
+     .need_off = {CFG_OFF(secret_terra)}, .n_need = 1, .verify = gw_verify_terra,
+     .allow = "POST"},
+    {.name = "app", .ok_status = 200, .body = GW_BODY_JSON,
+     .need_off = {CFG_OFF(secret_app)}, .n_need = 1, .verify = gw_verify_app, .allow = "POST"},
+};
+
+const char *const gw_vendor_kept_headers[] = {
+    "content-type",
+    "user-agent",
+    "x-whoop-signature-timestamp",
+    "x-oura-timestamp",
+    "webhook-id",
+    "webhook-timestamp",
+    "garmin-client-id",
+    NULL,
+};
+
+const struct gw_vendor *gw_vendor_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < CM_ARRAY_LEN(vendors); i++) {
+        if (strlen(vendors[i].name) == len && memcmp(vendors[i].name, name, len) == 0) {
+            return &vendors[i];
+        }
+    }
+    return NULL;
+}
+
+const struct gw_vendor *gw_vendor_at(size_t i)
+{
+    return i < CM_ARRAY_LEN(vendors) ? &vendors[i] : NULL;
+}
+
+size_t gw_vendor_count(void)
+{
+    return CM_ARRAY_LEN(vendors);
+}
+
+static const char *cfg_string(const struct gw_cfg *cfg, size_t off)
+{
+    return *(char *const *)(const void *)((const char *)cfg + off);
+}
+
+bool gw_vendor_enabled(const struct gw_vendor *v, const struct gw_cfg *cfg)
+{
+    for (size_t i = 0; i < v->n_need; i++) {
+        if (!gw_cfg_is_set(cfg_string(cfg, v->need_off[i]))) {
+            return false;
+        }
+    }
+    /* The app key is derived; a set-but-undecodable secret never gets this far (start-up fails). */
+    if (v->verify == gw_verify_app && cfg->app_key_len == 0) {
+        return false;
+    }
+    return true;
+}
+
+const char *gw_vendor_token(const struct gw_vendor *v, const struct gw_cfg *cfg)
+{
+    return v->path_token ? cfg_string(cfg, v->token_off) : NULL;
+}
+
+bool gw_vendor_content_type_ok(enum gw_body_kind kind, const char *ctype)
+{
+    const char *want = kind == GW_BODY_FORM ? "application/x-www-form-urlencoded"
+                                            : "application/json";
+    size_t n;
+
+    if (ctype == NULL) {
+        return false;
+    }
+    while (*ctype == ' ' || *ctype == '\t') {
+        ctype++;
+    }
+    /* The media type ends at ';' (parameters such as charset are fine) or trailing blanks. */
+    n = strcspn(ctype, "; \t");
+    return n == strlen(want) && strncasecmp(ctype, want, n) == 0;
+}
+
+bool gw_vendor_is_control(enum gw_control_kind kind, const uint8_t *body, size_t len)
+{
+    const char *key;
+    const char *want;
+    json_t *root;
+    json_t *v;
+    bool match;
+
+    switch (kind) {
+    case GW_CONTROL_POLAR_PING:
+        key = "event";
+        want = "PING";
+        break;
+    case GW_CONTROL_GOOGLE_VERIFY:
+        key = "type";
+        want = "verification";
+        break;
+    case GW_CONTROL_NONE:
+    default:
+        return false;
+    }
+    if (len == 0 || len > CONTROL_BODY_MAX) {
+        return false;
+    }
+    root = json_loadb((const char *)body, len, 0, NULL);
+    if (root == NULL) {
+        return false;
+    }
+    v = json_is_object(root) ? json_object_get(root, key) : NULL;
+    match = json_is_string(v) && strcmp(json_string_value(v), want) == 0;
+    json_decref(root);
+    return match;
+}
