@@ -15,6 +15,7 @@ TEST_DATABASE_URL := postgresql://auren:auren@127.0.0.1:5432/auren_test
 export BUILD_DIR
 
 .PHONY: deps build up down status reset run test test-unit test-e2e asan clean unit-tests e2e-tests
+.PHONY: bench bench-quick
 
 deps:
 	@scripts/deps.sh
@@ -44,7 +45,7 @@ run: up
 	@test -f scripts/demo.py || { echo "make run: scripts/demo.py is missing" >&2; exit 1; }
 	@set -a && . config/local.env && set +a && $(PYTHON) scripts/demo.py
 
-test: deps build up unit-tests e2e-tests
+test: deps build up unit-tests e2e-tests bench-quick
 
 test-unit: build unit-tests
 
@@ -65,6 +66,15 @@ e2e-tests:
 	@set -a && . config/local.env && set +a && \
 	export AUREN_TEST_DATABASE_URL="$${AUREN_TEST_DATABASE_URL:-$(TEST_DATABASE_URL)}" && \
 	$(PYTHON) -m pytest -q tests/e2e
+
+# The benchmark (bench/README.md): every stage against this machine's own ceilings; a table on
+# stdout and JSON in bench/results/. bench-quick only proves it runs (make test calls it; no
+# speed is asserted). Both stop the stack's binaries for the run and restart them afterwards.
+bench: deps build up
+	@$(PYTHON) bench/bench.py --profile full
+
+bench-quick: deps build up
+	@$(PYTHON) bench/bench.py --profile quick
 
 asan: deps
 	@if [ ! -f build-asan/build.ninja ]; then cmake --preset asan >/dev/null; fi
