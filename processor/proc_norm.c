@@ -801,6 +801,46 @@ static enum cm_rc walk_record(const struct proc_api_spec *spec, const json_t *re
     return spec->extra != NULL ? spec->extra(rec, r, err) : CM_OK;
 }
 
+/* "<vendor>.deleted" (written by the fetcher for a vendor delete): tombstones of our stored
+ * events of that object, {"deleted":[{"source_record_id","metric","start_time"}]}. The event id
+ * only depends on vendor, vendor user, record id, metric and start, so each tombstone hits its
+ * row; the value is not part of it (0). */
+static enum cm_rc parse_deleted(const struct cm_raw_webhook *raw, struct proc_out *out,
+                                struct cm_err *err)
+{
+    json_t *root;
+    const json_t *arr, *e;
+    size_t i;
+    enum cm_rc rc = proc_norm_json_load(raw, &root, err);
+
+    if (rc != CM_OK) {
+        return rc;
+    }
+    if ((rc = proc_norm_get_arr(root, "deleted", &arr, err)) == CM_OK && arr == NULL) {
+        rc = cm_err_set(err, CM_INVALID, "missing_field: deleted");
+    }
+    json_array_foreach(arr, i, e) {
+        const char *srid, *metric;
+        bool present, has_off;
+        int64_t us;
+        int32_t off;
+
+        if (rc != CM_OK) {
+            break;
+        }
+        if ((rc = proc_norm_get_str(e, "source_record_id", true, &srid, err)) != CM_OK ||
+            (rc = proc_norm_get_str(e, "metric", true, &metric, err)) != CM_OK ||
+            (rc = proc_norm_get_time(e, "start_time", true, &present, &us, &has_off, &off, err)) !=
+                CM_OK) {
+            break;
+        }
+        rc = proc_out_add_sample(out, raw->vendor, raw->vendor_user_id, metric, 0, us, us, NULL,
+                                 srid, true, err);
+    }
+    json_decref(root);
+    return rc;
+}
+
 enum cm_rc proc_norm_api_parse(const struct cm_raw_webhook *raw, const struct proc_api_spec *specs,
                                size_t n_specs, struct proc_out *out, struct cm_err *err)
 {
@@ -812,6 +852,10 @@ enum cm_rc proc_norm_api_parse(const struct cm_raw_webhook *raw, const struct pr
 
     if (rt == NULL) {
         return cm_err_set(err, CM_INVALID, "missing_field: record_type");
+    }
+    if (raw->vendor_user_id != NULL && proc_norm_id_ok(raw->vendor_user_id) &&
+        strncmp(rt, raw->vendor, vlen) == 0 && strcmp(rt + vlen, ".deleted") == 0) {
+        return parse_deleted(raw, out, err);
     }
     for (size_t i = 0; i < n_specs && strncmp(rt, raw->vendor, vlen) == 0 && rt[vlen] == '.';
          i++) {
