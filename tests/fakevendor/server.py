@@ -69,6 +69,13 @@ def fixture(vendor, resource):
         return f.read()
 
 
+def with_id(body, object_id):
+    """The fixture record answered as the object that was asked for (its "id")."""
+    rec = json.loads(body)
+    rec["id"] = urllib.parse.unquote(object_id)
+    return json.dumps(rec, indent=2).encode()
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -150,14 +157,14 @@ class Handler(BaseHTTPRequestHandler):
 
     # ---- data
     def _route(self, method, path, form):
-        m = re.fullmatch(r"/whoop/developer/v2/activity/(sleep|workout)/[^/]+", path)
+        m = re.fullmatch(r"/whoop/developer/v2/activity/(sleep|workout)/([^/]+)", path)
         if m:
-            return "whoop", fixture("whoop", m.group(1))
+            return "whoop", with_id(fixture("whoop", m.group(1)), m.group(2))
         if re.fullmatch(r"/whoop/developer/v2/cycle/\d+/recovery", path):
             return "whoop", fixture("whoop", "recovery")
-        m = re.fullmatch(r"/oura/v2/usercollection/(\w+)/[^/]+", path)
+        m = re.fullmatch(r"/oura/v2/usercollection/(\w+)/([^/]+)", path)
         if m:
-            return "oura", fixture("oura", m.group(1))
+            return "oura", with_id(fixture("oura", m.group(1)), m.group(2))
         if re.fullmatch(r"/v3/exercises/[^/]+", path):
             return "polar", fixture("polar", "exercise")
         m = re.fullmatch(r"/v3/users/(sleep|nightly-recharge|continuous-heart-rate)/[\d-]+", path)
@@ -219,6 +226,8 @@ class Handler(BaseHTTPRequestHandler):
                        "X-RateLimit-Reset": str(lim[1]), "X-RateLimit-Limit": "100"}
                 return self._send(429, {"error": "rate limited"}, headers=hdr)
             entry["status"] = 200
+        if vendor == "garmin":  # Garmin summaries name their user: answer as the caller's
+            body = body.replace(b'"garmin-user-1"', json.dumps(owner[1]).encode())
         return self._send(200, body, headers={"X-RateLimit-Remaining": "99",
                                               "X-RateLimit-Reset": "60"})
 
