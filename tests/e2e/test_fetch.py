@@ -350,10 +350,24 @@ def test_429_is_retried_after_the_reset_not_before(fake, env_values, schemas):
     assert want <= wait_rows(user, env_values, want)
 
 
+def breaker_opens():
+    """Breaker openings for Oura summed over the processors that answer (the second replica of
+    the two-process test may still own the job's partition)."""
+    total = 0.0
+    for base in (e2elib.PROCESSOR_OPS_URL, "http://127.0.0.1:9111"):
+        try:
+            text = requests.get(base + "/metrics", timeout=5).text
+        except requests.RequestException:
+            continue
+        total += metric_value(text, "auren_fetcher_breaker_transitions_total",
+                              {"vendor": "oura", "state": "open"})
+    return total
+
+
 def test_5xx_storm_opens_the_breaker_and_loses_no_job(fake, env_values, schemas):
     vuid, user = ids("oura-5xx")
     add_conn(env_values, "oura", vuid, user)
-    before = requests.get(e2elib.PROCESSOR_OPS_URL + "/metrics", timeout=5).text
+    before = breaker_opens()
     control("fail", vendor="oura", status=503, seconds=6)
     objs = ["storm-%d-%s" % (i, uuid.uuid4().hex[:6]) for i in range(8)]
     produce_jobs(env_values, [fetch_job(schemas, "oura", vuid, "daily_activity", o)
@@ -366,12 +380,7 @@ def test_5xx_storm_opens_the_breaker_and_loses_no_job(fake, env_values, schemas)
             break
         assert time.monotonic() < end, "jobs lost: %s" % sorted(set(objs) - ok)
         time.sleep(0.5)
-    after = requests.get(e2elib.PROCESSOR_OPS_URL + "/metrics", timeout=5).text
-    opened = metric_value(after, "auren_fetcher_breaker_transitions_total",
-                          {"vendor": "oura", "state": "open"}) - \
-        metric_value(before, "auren_fetcher_breaker_transitions_total",
-                     {"vendor": "oura", "state": "open"})
-    assert opened >= 1, "the breaker never opened"
+    assert breaker_opens() - before >= 1, "the breaker never opened"
     fails = [r for r in data_requests("oura", vuid) if r["status"] == 503]
     assert len(fails) < 8 * 6, "no request was held back while the breaker was open"
     want = expected_metrics("oura", "daily_activity")
