@@ -283,7 +283,6 @@ static enum cm_rc publish_raw(struct proc_fetcher *f, const struct job *jb, size
 {
     char event_id[33], key[KEY_MAX];
     const struct proc_http_req *r = &jb->pub[i];
-    const char *rt = strchr(r->record_type, '.');
     struct cm_raw_webhook raw = {
         .event_id = event_id,
         .vendor = jb->j.vendor,
@@ -302,7 +301,6 @@ static enum cm_rc publish_raw(struct proc_fetcher *f, const struct job *jb, size
         .record_type = (char *)r->record_type,
     };
 
-    (void)rt;
     proc_fetch_raw_event_id(jb->j.job_id, i, event_id);
     snprintf(key, sizeof(key), "%s:%s", jb->j.vendor, jb->j.vendor_user_id);
     cm_buf_reset(&f->enc);

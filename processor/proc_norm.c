@@ -895,6 +895,36 @@ enum cm_rc proc_norm_api_parse(const struct cm_raw_webhook *raw, const struct pr
     return rc;
 }
 
+enum cm_rc proc_norm_each(const json_t *arr,
+                          enum cm_rc (*one)(const json_t *item, struct proc_out *out,
+                                            struct cm_err *err),
+                          struct proc_out *out, struct cm_err *err)
+{
+    size_t i;
+    const json_t *n;
+    enum cm_rc rc;
+
+    if (!json_is_array(arr)) {
+        return cm_err_set(err, CM_INVALID, "wrong_type: body");
+    }
+    if (json_array_size(arr) > PROC_NORM_MAX_ITEMS) {
+        return cm_err_set(err, CM_INVALID, "too_many_items");
+    }
+    json_array_foreach(arr, i, n) {
+        if ((rc = one(n, out, err)) != CM_OK) {
+            return rc;
+        }
+    }
+    return CM_OK;
+}
+
+enum cm_rc proc_norm_extra_duration(const json_t *rec, const struct proc_api_rec *r,
+                                    struct cm_err *err)
+{
+    return proc_norm_emit(&r->em, "exercise_duration", (double)(r->end_us - r->start_us) / 60e6,
+                          r->start_us, r->end_us, r->id, err);
+}
+
 enum cm_rc proc_norm_entry(const struct cm_raw_webhook *raw,
                            enum cm_rc (*parse_root)(const json_t *root, struct proc_out *out,
                                                     struct cm_err *err),

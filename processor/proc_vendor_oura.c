@@ -102,13 +102,6 @@ static const struct proc_api_metric workout_metrics[] = {
     { "distance", "distance", 1 },
 };
 
-static enum cm_rc workout_duration(const json_t *rec, const struct proc_api_rec *r,
-                                   struct cm_err *err)
-{
-    return proc_norm_emit(&r->em, "exercise_duration", (double)(r->end_us - r->start_us) / 60e6,
-                          r->start_us, r->end_us, r->id, err);
-}
-
 #define DAY_SPEC(RES, M)                                                                         \
     { .resource = RES, .id = "id", .start = "day", .time = PROC_API_T_DATE, .metrics = M,         \
       .n_metrics = CM_ARRAY_LEN(M) }
@@ -123,7 +116,7 @@ static const struct proc_api_spec api_specs[] = {
     DAY_SPEC("daily_activity", activity_metrics),
     { .resource = "workout", .id = "id", .start = "start_datetime", .end = "end_datetime",
       .time = PROC_API_T_RFC3339, .metrics = workout_metrics,
-      .n_metrics = CM_ARRAY_LEN(workout_metrics), .extra = workout_duration },
+      .n_metrics = CM_ARRAY_LEN(workout_metrics), .extra = proc_norm_extra_duration },
 };
 
 enum cm_rc proc_oura_parse(const struct cm_raw_webhook *raw, struct proc_out *out,

@@ -102,20 +102,13 @@ static enum cm_rc sleep_total(const json_t *rec, const struct proc_api_rec *r, s
                           r->id, err);
 }
 
-static enum cm_rc workout_duration(const json_t *rec, const struct proc_api_rec *r,
-                                   struct cm_err *err)
-{
-    return proc_norm_emit(&r->em, "exercise_duration", (double)(r->end_us - r->start_us) / 60e6,
-                          r->start_us, r->end_us, r->id, err);
-}
-
 static const struct proc_api_spec api_specs[] = {
     { .resource = "sleep", .id = "id", .start = "start", .end = "end",
       .time = PROC_API_T_RFC3339, .tz_offset = "timezone_offset", .metrics = sleep_metrics,
       .n_metrics = CM_ARRAY_LEN(sleep_metrics), .extra = sleep_total },
     { .resource = "workout", .id = "id", .start = "start", .end = "end",
       .time = PROC_API_T_RFC3339, .tz_offset = "timezone_offset", .metrics = workout_metrics,
-      .n_metrics = CM_ARRAY_LEN(workout_metrics), .extra = workout_duration },
+      .n_metrics = CM_ARRAY_LEN(workout_metrics), .extra = proc_norm_extra_duration },
     { .resource = "recovery", .id = "sleep_id", .start = "created_at",
       .time = PROC_API_T_RFC3339, .metrics = recovery_metrics,
       .n_metrics = CM_ARRAY_LEN(recovery_metrics) },

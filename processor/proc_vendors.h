@@ -158,6 +158,16 @@ enum cm_rc proc_norm_entry(const struct cm_raw_webhook *raw,
                            const struct proc_api_spec *specs, size_t n_specs,
                            struct proc_out *out, struct cm_err *err);
 
+/* Run `one` on each element of the JSON array `arr` ("wrong_type: body" when not an array,
+ * "too_many_items" past PROC_NORM_MAX_ITEMS); stops at the first error. */
+enum cm_rc proc_norm_each(const json_t *arr,
+                          enum cm_rc (*one)(const json_t *item, struct proc_out *out,
+                                            struct cm_err *err),
+                          struct proc_out *out, struct cm_err *err);
+/* api spec extra(): exercise_duration (min) = the record's end - start. */
+enum cm_rc proc_norm_extra_duration(const json_t *rec, const struct proc_api_rec *r,
+                                    struct cm_err *err);
+
 /* The value at a dotted path ("a.b.c") of nested objects, or NULL (absent or JSON null). */
 const json_t *proc_norm_path(const json_t *obj, const char *path);
 /* A number at a dotted path: *present false when absent; "wrong_type: <last key>" otherwise. */
