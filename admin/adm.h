@@ -68,8 +68,8 @@ struct adm_topics_opts {
     int timeout_ms;
 };
 
-/* Create the four biometric.* topics with the admin API. A topic that already exists counts as
- * done (its partition count is reported, and a warning printed when it is below the request).
+/* Create the biometric.* topics (raw, normalized, fetch, dlq, fetch retry) with the admin
+ * API. A topic that already exists counts as done (its partition count is reported, and a warning printed when it is below the request).
  * CM_RETRY when the broker cannot be reached in time, CM_INVALID when it refuses a topic. */
 enum cm_rc adm_topics_create(const struct adm_topics_opts *o, FILE *out, struct cm_err *err);
 
@@ -90,6 +90,32 @@ enum cm_rc adm_conn_list(PGconn *pg, const char *vendor, FILE *out, size_t *rows
                          struct cm_err *err);
 /* Mark a connection revoked and drop its tokens. CM_INVALID when there is no such connection. */
 enum cm_rc adm_conn_revoke(PGconn *pg, const char *vendor, const char *vendor_user_id,
+                           struct cm_err *err);
+
+struct cm_vault;
+
+/* OAuth tokens of a connection as an operator hands them over (after the vendor's consent flow). */
+struct adm_conn_tokens {
+    const char *access_token;  /* required */
+    const char *refresh_token; /* NULL when the vendor issues none (Polar) */
+    long long expires_at_s;    /* epoch seconds; 0 = unknown (the fetcher refreshes on a 401) */
+    const char *scopes;        /* NULL when not given */
+};
+
+/* Seal the tokens with the vault's active key, bound to (vendor, vendor_user_id, user_id), and
+ * store them on the connection (inserted or re-activated, token_generation + 1). Never prints
+ * or logs a token. */
+enum cm_rc adm_conn_set_tokens(PGconn *pg, const struct cm_vault *v, const char *vendor,
+                               const char *vendor_user_id, const char *user_id,
+                               const struct adm_conn_tokens *t, struct cm_err *err);
+
+/* ---- adm_keys.c: token key rotation ---- */
+
+/* Re-seal every connection whose tokens are sealed under another key than the vault's active
+ * one, one row per statement (no long lock; the processors keep running). A row refreshed
+ * meanwhile (token_generation changed) is read again. Rows sealed under a key that is not
+ * loaded are counted in *missing and left as they are. */
+enum cm_rc adm_keys_rotate(PGconn *pg, const struct cm_vault *v, size_t *rotated, size_t *missing,
                            struct cm_err *err);
 
 #endif

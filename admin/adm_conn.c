@@ -1,10 +1,15 @@
 /* Vendor connections for operators: which vendor account belongs to which of our users, and
- * whether it is active. The processor owns the OAuth tokens (sealed with AES-256-GCM); this tool
- * never reads or prints them, it only reports whether any are stored, and revoking drops them.
+ * whether it is active. `connections add` with tokens seals them (cm/vault.h, AES-256-GCM) before
+ * they reach the database; this tool never prints them back, it only reports whether any are
+ * stored, and revoking drops them. The processor's fetcher refreshes them afterwards.
  * Ids are printed on stdout on purpose: this is the operator's terminal, not a log. */
 #include "adm.h"
 
+#include <stdio.h>
 #include <string.h>
+
+#include "cm/buf.h"
+#include "cm/vault.h"
 
 static const char *const vendors[] = { "whoop",    "oura",     "polar",  "fitbit",
                                        "google_health", "withings", "garmin", "strava",
@@ -107,5 +112,64 @@ enum cm_rc adm_conn_revoke(PGconn *pg, const char *vendor, const char *vendor_us
         rc = cm_err_set(err, CM_INVALID, "connections revoke: no such connection");
     }
     PQclear(res);
+    return rc;
+}
+
+/* One sealed token as a bytea parameter (binary format); *out stays empty for NULL. */
+static enum cm_rc seal_token(const struct cm_vault *v, const struct cm_vault_aad *aad,
+                             const char *token, struct cm_buf *out, struct cm_err *err)
+{
+    cm_buf_reset(out);
+    if (token == NULL) {
+        return CM_OK;
+    }
+    return cm_vault_seal(v, aad, token, strlen(token), out, err);
+}
+
+enum cm_rc adm_conn_set_tokens(PGconn *pg, const struct cm_vault *v, const char *vendor,
+                               const char *vendor_user_id, const char *user_id,
+                               const struct adm_conn_tokens *t, struct cm_err *err)
+{
+    static const char sql[] =
+        "INSERT INTO connections (vendor, vendor_user_id, user_id, status, access_token_ct,"
+        " refresh_token_ct, key_id, expires_at, scopes, token_generation)"
+        " VALUES ($1, $2, $3, 'active', $4, $5, $6,"
+        " CASE WHEN $7::bigint = 0 THEN NULL ELSE to_timestamp($7::bigint) END, $8, 1)"
+        " ON CONFLICT (vendor, vendor_user_id) DO UPDATE SET user_id = EXCLUDED.user_id,"
+        " status = 'active', status_reason = NULL, access_token_ct = EXCLUDED.access_token_ct,"
+        " refresh_token_ct = EXCLUDED.refresh_token_ct, key_id = EXCLUDED.key_id,"
+        " expires_at = EXCLUDED.expires_at, scopes = EXCLUDED.scopes,"
+        " token_generation = connections.token_generation + 1, updated_at = now()";
+    struct cm_vault_aad aad = { vendor, vendor_user_id, user_id, "access" };
+    struct cm_buf at, rt;
+    char expires[24];
+    enum cm_rc rc;
+
+    if (t->access_token == NULL || t->access_token[0] == '\0') {
+        return cm_err_set(err, CM_INVALID, "connections add: empty access token");
+    }
+    cm_buf_init(&at, 0);
+    cm_buf_init(&rt, 0);
+    snprintf(expires, sizeof(expires), "%lld", t->expires_at_s);
+    rc = seal_token(v, &aad, t->access_token, &at, err);
+    aad.field = "refresh";
+    if (rc == CM_OK) {
+        rc = seal_token(v, &aad, t->refresh_token, &rt, err);
+    }
+    if (rc == CM_OK) {
+        const char *params[8] = { vendor, vendor_user_id, user_id, (const char *)at.data,
+                                  t->refresh_token != NULL ? (const char *)rt.data : NULL,
+                                  cm_vault_active_kid(v), expires, t->scopes };
+        int lens[8] = { 0, 0, 0, (int)at.len, (int)rt.len, 0, 0, 0 };
+        int fmts[8] = { 0, 0, 0, 1, 1, 0, 0, 0 };
+        PGresult *res = PQexecParams(pg, sql, 8, NULL, params, lens, fmts, 0);
+
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            rc = adm_pg_fail(pg, res, "connections add", err);
+        }
+        PQclear(res);
+    }
+    cm_buf_fini(&at);
+    cm_buf_fini(&rt);
     return rc;
 }

@@ -11,7 +11,7 @@
 #include "cm/kafka.h"
 
 static const char *const topics[] = { CM_TOPIC_RAW, CM_TOPIC_NORMALIZED, CM_TOPIC_FETCH,
-                                      CM_TOPIC_DLQ };
+                                      CM_TOPIC_DLQ, CM_TOPIC_FETCH_RETRY };
 
 /* Partition count of an existing topic, or -1 when the metadata cannot say. */
 static int partition_count(rd_kafka_t *rk, const char *name, int timeout_ms)

@@ -12,6 +12,7 @@
 #include "adm.h"
 #include "cm/cfg.h"
 #include "cm/log.h"
+#include "cm/vault.h"
 
 #ifndef AUREN_SOURCE_DIR
 #error "AUREN_SOURCE_DIR must be defined by the build"
@@ -28,8 +29,14 @@ static const char usage_text[] =
     "  auren-admin topics create [--partitions N] [--replication-factor N]\n"
     "      Create the biometric.* topics; existing ones are left as they are.\n"
     "  auren-admin connections add --vendor V --vendor-user-id X --user-id Y\n"
+    "                  [--access-token-file F [--refresh-token-file F] [--expires-in SECONDS]\n"
+    "                   [--scopes S]]\n"
+    "      Tokens are read from files (never from the command line), sealed with the active\n"
+    "      TOKEN_ENCRYPTION_KEYS key and never printed.\n"
     "  auren-admin connections list [--vendor V]\n"
     "  auren-admin connections revoke --vendor V --vendor-user-id X\n"
+    "  auren-admin keys rotate\n"
+    "      Re-seal every stored token under the first (active) TOKEN_ENCRYPTION_KEYS key.\n"
     "  auren-admin --help\n"
     "\n"
     "Environment (NAME_FILE reads NAME from a file):\n"
@@ -37,6 +44,7 @@ static const char usage_text[] =
     "  KAFKA_BROKERS             " ADM_DEFAULT_KAFKA_BROKERS
     " (KAFKA_FOO_BAR is passed to librdkafka as foo.bar)\n"
     "  MIGRATIONS_DIR            " AUREN_SOURCE_DIR "/schemas/sql\n"
+    "  TOKEN_ENCRYPTION_KEYS     kid:base64key,... (connections add with tokens, keys rotate)\n"
     "  TOPIC_PARTITIONS          6\n"
     "  TOPIC_REPLICATION_FACTOR  1\n"
     "\n"
@@ -254,7 +262,102 @@ struct conn_args {
     const char *vendor;
     const char *vendor_user_id;
     const char *user_id;
+    const char *access_file;
+    const char *refresh_file;
+    const char *expires_in;
+    const char *scopes;
 };
+
+/* The vault from TOKEN_ENCRYPTION_KEYS; NULL (message printed) when unset or invalid. */
+static struct cm_vault *load_vault(void)
+{
+    struct cm_err err = { { 0 } };
+    char *spec = env_or("TOKEN_ENCRYPTION_KEYS", "");
+    struct cm_vault *v = NULL;
+
+    if (spec == NULL) {
+        return NULL;
+    }
+    if (spec[0] == '\0') {
+        fprintf(stderr, "auren-admin: config: TOKEN_ENCRYPTION_KEYS is not set\n");
+    } else if ((v = cm_vault_new(spec, &err)) == NULL) {
+        fprintf(stderr, "auren-admin: config: TOKEN_ENCRYPTION_KEYS: %s\n", err.msg);
+    }
+    memset(spec, 0, strlen(spec));
+    free(spec);
+    return v;
+}
+
+/* A token file's content without its trailing newline; NULL (message printed) when unreadable,
+ * empty or over 16 KiB. */
+static char *read_token_file(const char *path)
+{
+    char buf[16384 + 2];
+    FILE *fp = fopen(path, "rb");
+    size_t n;
+
+    if (fp == NULL) {
+        fprintf(stderr, "auren-admin: cannot read token file %s\n", path);
+        return NULL;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) {
+        n--;
+    }
+    if (n == 0 || n > 16384 || memchr(buf, '\0', n) != NULL) {
+        fprintf(stderr, "auren-admin: token file %s is empty, binary or over 16 KiB\n", path);
+        memset(buf, 0, sizeof(buf));
+        return NULL;
+    }
+    buf[n] = '\0';
+    char *out = cm_xstrdup(buf);
+    memset(buf, 0, sizeof(buf));
+    return out;
+}
+
+static void free_secret(char *s)
+{
+    if (s != NULL) {
+        memset(s, 0, strlen(s));
+        free(s);
+    }
+}
+
+/* connections add with --access-token-file: seal and store. */
+static int add_with_tokens(PGconn *pg, const struct conn_args *a)
+{
+    struct adm_conn_tokens t = { .scopes = a->scopes };
+    struct cm_err err = { { 0 } };
+    struct cm_vault *v = load_vault();
+    char *access = NULL, *refresh = NULL;
+    int status = ADM_EXIT_USAGE;
+    int expires_in = 0;
+
+    if (a->expires_in != NULL && !parse_int(a->expires_in, 0, INT_MAX, &expires_in)) {
+        usage_error("connections add: --expires-in must be a number of seconds");
+        goto out;
+    }
+    if (v == NULL || (access = read_token_file(a->access_file)) == NULL ||
+        (a->refresh_file != NULL && (refresh = read_token_file(a->refresh_file)) == NULL)) {
+        goto out;
+    }
+    t.access_token = access;
+    t.refresh_token = refresh;
+    t.expires_at_s = a->expires_in != NULL ? (long long)(cm_now_ms() / 1000) + expires_in : 0;
+    if (adm_conn_set_tokens(pg, v, a->vendor, a->vendor_user_id, a->user_id, &t, &err) != CM_OK) {
+        status = fail(&err);
+    } else {
+        printf("connection %s active, tokens sealed with key %s\n", a->vendor,
+               cm_vault_active_kid(v));
+        status = ADM_EXIT_OK;
+    }
+out:
+    free_secret(access);
+    free_secret(refresh);
+    cm_vault_free(v);
+    return status;
+}
 
 /* Parse the connections sub-command's options; `need` lists the required ones as 'v'/'x'/'u'. */
 static int parse_conn_args(int argc, char **argv, const char *what, const char *allowed,
@@ -264,6 +367,10 @@ static int parse_conn_args(int argc, char **argv, const char *what, const char *
         { "vendor", required_argument, NULL, 'v' },
         { "vendor-user-id", required_argument, NULL, 'x' },
         { "user-id", required_argument, NULL, 'u' },
+        { "access-token-file", required_argument, NULL, 'a' },
+        { "refresh-token-file", required_argument, NULL, 'r' },
+        { "expires-in", required_argument, NULL, 'e' },
+        { "scopes", required_argument, NULL, 's' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -280,16 +387,27 @@ static int parse_conn_args(int argc, char **argv, const char *what, const char *
             return -1;
         }
         if (strchr(allowed, c) == NULL) {
-            return usage_error("%s: option '--%s' does not apply", what,
-                               c == 'v' ? "vendor" : c == 'x' ? "vendor-user-id" : "user-id");
+            return usage_error("%s: option '%s' does not apply", what, argv[optind - 1]);
         }
         if (c == 'v') {
             a->vendor = optarg;
         } else if (c == 'x') {
             a->vendor_user_id = optarg;
-        } else {
+        } else if (c == 'u') {
             a->user_id = optarg;
+        } else if (c == 'a') {
+            a->access_file = optarg;
+        } else if (c == 'r') {
+            a->refresh_file = optarg;
+        } else if (c == 'e') {
+            a->expires_in = optarg;
+        } else {
+            a->scopes = optarg;
         }
+    }
+    if (a->access_file == NULL && (a->refresh_file != NULL || a->expires_in != NULL ||
+                                   a->scopes != NULL)) {
+        return usage_error("%s: token options need --access-token-file", what);
     }
     if ((strchr(need, 'v') != NULL && a->vendor == NULL) ||
         (strchr(need, 'x') != NULL && a->vendor_user_id == NULL) ||
@@ -320,7 +438,7 @@ static int cmd_connections(int argc, char **argv)
         return ADM_EXIT_OK;
     }
     if (strcmp(sub, "add") == 0) {
-        status = parse_conn_args(argc - 1, argv + 1, "connections add", "vxu", "vxu", &a);
+        status = parse_conn_args(argc - 1, argv + 1, "connections add", "vxuares", "vxu", &a);
     } else if (strcmp(sub, "list") == 0) {
         status = parse_conn_args(argc - 1, argv + 1, "connections list", "v", "", &a);
     } else if (strcmp(sub, "revoke") == 0) {
@@ -333,6 +451,11 @@ static int cmd_connections(int argc, char **argv)
     }
     pg = connect_db(&status);
     if (pg == NULL) {
+        return status;
+    }
+    if (strcmp(sub, "add") == 0 && a.access_file != NULL) {
+        status = add_with_tokens(pg, &a);
+        PQfinish(pg);
         return status;
     }
     if (strcmp(sub, "add") == 0) {
@@ -350,6 +473,45 @@ static int cmd_connections(int argc, char **argv)
     }
     PQfinish(pg);
     return rc == CM_OK ? ADM_EXIT_OK : fail(&err);
+}
+
+static int cmd_keys(int argc, char **argv)
+{
+    struct cm_err err = { { 0 } };
+    struct cm_vault *v;
+    size_t rotated = 0, missing = 0;
+    int status = ADM_EXIT_OK;
+    PGconn *pg;
+
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(usage_text, stdout);
+        return ADM_EXIT_OK;
+    }
+    if (argc != 2 || strcmp(argv[1], "rotate") != 0) {
+        return usage_error("keys: expected 'keys rotate'");
+    }
+    v = load_vault();
+    if (v == NULL) {
+        return ADM_EXIT_USAGE;
+    }
+    pg = connect_db(&status);
+    if (pg != NULL) {
+        if (adm_keys_rotate(pg, v, &rotated, &missing, &err) != CM_OK) {
+            status = fail(&err);
+        } else {
+            printf("keys rotate: %zu connections re-sealed with key %s", rotated,
+                   cm_vault_active_kid(v));
+            if (missing > 0) {
+                printf("; %zu sealed under keys not in TOKEN_ENCRYPTION_KEYS (left as they are)",
+                       missing);
+                status = ADM_EXIT_FAIL;
+            }
+            printf("\n");
+        }
+        PQfinish(pg);
+    }
+    cm_vault_free(v);
+    return status;
 }
 
 int main(int argc, char **argv)
@@ -372,6 +534,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "connections") == 0) {
         return cmd_connections(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "keys") == 0) {
+        return cmd_keys(argc - 1, argv + 1);
     }
     return usage_error("unknown command '%s'", cmd);
 }

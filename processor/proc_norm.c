@@ -709,3 +709,294 @@ void proc_norm_format_time(int64_t us, char out[40])
         snprintf(out, 40, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", yy, m, d, h, mi, s, r);
     }
 }
+
+/* ---- fetched records (api_record) ---- */
+
+const json_t *proc_norm_path(const json_t *obj, const char *path)
+{
+    char key[64];
+    const char *p = path;
+
+    while (obj != NULL && *p != '\0') {
+        const char *dot = strchr(p, '.');
+        size_t n = dot != NULL ? (size_t)(dot - p) : strlen(p);
+
+        if (n >= sizeof(key)) {
+            return NULL;
+        }
+        memcpy(key, p, n);
+        key[n] = '\0';
+        obj = get_member(obj, key);
+        p += n + (dot != NULL ? 1 : 0);
+    }
+    return obj;
+}
+
+static const char *last_key(const char *path)
+{
+    const char *dot = strrchr(path, '.');
+    return dot != NULL ? dot + 1 : path;
+}
+
+enum cm_rc proc_norm_path_num(const json_t *obj, const char *path, bool *present, double *out,
+                              struct cm_err *err)
+{
+    const json_t *v = proc_norm_path(obj, path);
+
+    *present = false;
+    if (v == NULL) {
+        return CM_OK;
+    }
+    if (!json_is_number(v) || !isfinite(json_number_value(v))) {
+        return cm_err_set(err, CM_INVALID, "wrong_type: %s", proc_norm_safe_name(last_key(path)));
+    }
+    *out = json_number_value(v);
+    *present = true;
+    return CM_OK;
+}
+
+/* A time field of a spec'd record; has_off and off_s are set from an RFC 3339 offset. */
+static enum cm_rc read_time(const json_t *rec, const char *path, enum proc_api_time t, int64_t *us,
+                            bool *has_off, int32_t *off_s, struct cm_err *err)
+{
+    const json_t *v = proc_norm_path(rec, path);
+    const char *key = proc_norm_safe_name(last_key(path));
+
+    if (v == NULL) {
+        return cm_err_set(err, CM_INVALID, "missing_field: %s", key);
+    }
+    if (t == PROC_API_T_EPOCH_S) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > INT64_C(100000000000)) {
+            return cm_err_set(err, CM_INVALID, "bad_time: %s", key);
+        }
+        *us = (int64_t)json_integer_value(v) * INT64_C(1000000);
+        return CM_OK;
+    }
+    if (!json_is_string(v)) {
+        return cm_err_set(err, CM_INVALID, "wrong_type: %s", key);
+    }
+    bool ok = t == PROC_API_T_DATE
+                  ? proc_norm_parse_date(json_string_value(v), us)
+                  : proc_norm_parse_time(json_string_value(v), us, has_off, off_s);
+    return ok ? CM_OK : cm_err_set(err, CM_INVALID, "bad_time: %s", key);
+}
+
+static enum cm_rc walk_record(const struct proc_api_spec *spec, const json_t *rec,
+                              struct proc_api_rec *r, struct cm_err *err)
+{
+    bool has_off = false, present;
+    int32_t off = 0;
+    enum cm_rc rc;
+    const json_t *idv = proc_norm_path(rec, spec->id);
+
+    if (!json_is_object(rec)) {
+        return cm_err_set(err, CM_INVALID, "wrong_type: record");
+    }
+    if (idv == NULL) {
+        return cm_err_set(err, CM_INVALID, "missing_field: %s", last_key(spec->id));
+    }
+    if (json_is_integer(idv) && json_integer_value(idv) >= 0) {
+        snprintf(r->id, sizeof(r->id), "%" JSON_INTEGER_FORMAT, json_integer_value(idv));
+    } else if (!json_is_string(idv) || !proc_norm_id_ok(json_string_value(idv)) ||
+               !cm_strlcpy(r->id, json_string_value(idv), sizeof(r->id))) {
+        return cm_err_set(err, CM_INVALID, "out_of_range: %s", last_key(spec->id));
+    }
+    if ((rc = read_time(rec, spec->start, spec->time, &r->start_us, &has_off, &off, err)) !=
+        CM_OK) {
+        return rc;
+    }
+    r->end_us = r->start_us;
+    if (spec->end != NULL) {
+        bool h2 = false;
+        int32_t o2 = 0;
+        if ((rc = read_time(rec, spec->end, spec->time, &r->end_us, &h2, &o2, err)) != CM_OK) {
+            return rc;
+        }
+    } else if (spec->duration_s != NULL) {
+        double d;
+        if ((rc = proc_norm_path_num(rec, spec->duration_s, &present, &d, err)) != CM_OK) {
+            return rc;
+        }
+        if (!present || d < 0 || d > 86400.0 * 31) {
+            return cm_err_set(err, CM_INVALID, "out_of_range: %s", last_key(spec->duration_s));
+        }
+        r->end_us = r->start_us + (int64_t)(d * 1e6);
+    }
+    if (spec->time == PROC_API_T_DATE) {
+        r->end_us = r->start_us + INT64_C(86400000000);
+    }
+    if (spec->tz_offset != NULL) {
+        const json_t *tz = proc_norm_path(rec, spec->tz_offset);
+        char probe[40];
+        int64_t ignored;
+        bool tz_has = false;
+        int32_t tz_off = 0;
+
+        if (json_is_string(tz) && strlen(json_string_value(tz)) < 8) {
+            snprintf(probe, sizeof(probe), "2000-01-01T00:00:00%s", json_string_value(tz));
+            if (proc_norm_parse_time(probe, &ignored, &tz_has, &tz_off) && tz_has) {
+                has_off = true;
+                off = tz_off;
+            }
+        }
+    }
+    r->em.has_off = has_off;
+    r->em.off_s = off;
+    for (size_t i = 0; i < spec->n_metrics; i++) {
+        const struct proc_api_metric *m = &spec->metrics[i];
+        double v;
+        if ((rc = proc_norm_path_num(rec, m->path, &present, &v, err)) != CM_OK) {
+            return rc;
+        }
+        if (present && (rc = proc_norm_emit(&r->em, m->metric, v * m->scale, r->start_us,
+                                            r->end_us, r->id, err)) != CM_OK) {
+            return rc;
+        }
+    }
+    return spec->extra != NULL ? spec->extra(rec, r, err) : CM_OK;
+}
+
+/* "<vendor>.deleted" (written by the fetcher for a vendor delete): tombstones of our stored
+ * events of that object, {"deleted":[{"source_record_id","metric","start_time"}]}. The event id
+ * only depends on vendor, vendor user, record id, metric and start, so each tombstone hits its
+ * row; the value is not part of it (0). */
+static enum cm_rc parse_deleted(const struct cm_raw_webhook *raw, struct proc_out *out,
+                                struct cm_err *err)
+{
+    json_t *root;
+    const json_t *arr, *e;
+    size_t i;
+    enum cm_rc rc = proc_norm_json_load(raw, &root, err);
+
+    if (rc != CM_OK) {
+        return rc;
+    }
+    if ((rc = proc_norm_get_arr(root, "deleted", &arr, err)) == CM_OK && arr == NULL) {
+        rc = cm_err_set(err, CM_INVALID, "missing_field: deleted");
+    }
+    json_array_foreach(arr, i, e) {
+        const char *srid, *metric;
+        bool present, has_off;
+        int64_t us;
+        int32_t off;
+
+        if (rc != CM_OK) {
+            break;
+        }
+        if ((rc = proc_norm_get_str(e, "source_record_id", true, &srid, err)) != CM_OK ||
+            (rc = proc_norm_get_str(e, "metric", true, &metric, err)) != CM_OK ||
+            (rc = proc_norm_get_time(e, "start_time", true, &present, &us, &has_off, &off, err)) !=
+                CM_OK) {
+            break;
+        }
+        rc = proc_out_add_sample(out, raw->vendor, raw->vendor_user_id, metric, 0, us, us, NULL,
+                                 srid, true, err);
+    }
+    json_decref(root);
+    return rc;
+}
+
+enum cm_rc proc_norm_api_parse(const struct cm_raw_webhook *raw, const struct proc_api_spec *specs,
+                               size_t n_specs, struct proc_out *out, struct cm_err *err)
+{
+    const char *rt = raw->record_type;
+    size_t vlen = strlen(raw->vendor);
+    const struct proc_api_spec *spec = NULL;
+    json_t *root;
+    enum cm_rc rc;
+
+    if (rt == NULL) {
+        return cm_err_set(err, CM_INVALID, "missing_field: record_type");
+    }
+    if (raw->vendor_user_id != NULL && proc_norm_id_ok(raw->vendor_user_id) &&
+        strncmp(rt, raw->vendor, vlen) == 0 && strcmp(rt + vlen, ".deleted") == 0) {
+        return parse_deleted(raw, out, err);
+    }
+    for (size_t i = 0; i < n_specs && strncmp(rt, raw->vendor, vlen) == 0 && rt[vlen] == '.';
+         i++) {
+        if (strcmp(rt + vlen + 1, specs[i].resource) == 0) {
+            spec = &specs[i];
+        }
+    }
+    if (spec == NULL) {
+        return cm_err_set(err, CM_INVALID, "unsupported_record: %s", proc_norm_safe_name(rt));
+    }
+    if (raw->vendor_user_id == NULL || !proc_norm_id_ok(raw->vendor_user_id)) {
+        return cm_err_set(err, CM_INVALID, "missing_field: vendor_user_id");
+    }
+    if ((rc = proc_norm_json_load(raw, &root, err)) != CM_OK) {
+        return rc;
+    }
+    const json_t *items = spec->items != NULL ? proc_norm_path(root, spec->items) : NULL;
+    size_t n = spec->items == NULL ? 1 : json_array_size(items);
+    if (spec->items != NULL && items != NULL && !json_is_array(items)) {
+        rc = cm_err_set(err, CM_INVALID, "wrong_type: %s", last_key(spec->items));
+    } else if (n > PROC_NORM_MAX_ITEMS) {
+        rc = cm_err_set(err, CM_INVALID, "too_many_items");
+    }
+    for (size_t i = 0; i < n && rc == CM_OK; i++) {
+        const json_t *rec = spec->items == NULL ? root : json_array_get(items, i);
+        struct proc_api_rec r = {
+            .em = { .out = out, .vendor = raw->vendor, .vendor_user_id = raw->vendor_user_id },
+        };
+
+        if (spec->record != NULL) {
+            rc = spec->record(raw, rec, &r.em, err);
+        } else {
+            rc = walk_record(spec, rec, &r, err);
+        }
+    }
+    json_decref(root);
+    return rc;
+}
+
+enum cm_rc proc_norm_each(const json_t *arr,
+                          enum cm_rc (*one)(const json_t *item, struct proc_out *out,
+                                            struct cm_err *err),
+                          struct proc_out *out, struct cm_err *err)
+{
+    size_t i;
+    const json_t *n;
+    enum cm_rc rc;
+
+    if (!json_is_array(arr)) {
+        return cm_err_set(err, CM_INVALID, "wrong_type: body");
+    }
+    if (json_array_size(arr) > PROC_NORM_MAX_ITEMS) {
+        return cm_err_set(err, CM_INVALID, "too_many_items");
+    }
+    json_array_foreach(arr, i, n) {
+        if ((rc = one(n, out, err)) != CM_OK) {
+            return rc;
+        }
+    }
+    return CM_OK;
+}
+
+enum cm_rc proc_norm_extra_duration(const json_t *rec, const struct proc_api_rec *r,
+                                    struct cm_err *err)
+{
+    return proc_norm_emit(&r->em, "exercise_duration", (double)(r->end_us - r->start_us) / 60e6,
+                          r->start_us, r->end_us, r->id, err);
+}
+
+enum cm_rc proc_norm_entry(const struct cm_raw_webhook *raw,
+                           enum cm_rc (*parse_root)(const json_t *root, struct proc_out *out,
+                                                    struct cm_err *err),
+                           const struct proc_api_spec *specs, size_t n_specs,
+                           struct proc_out *out, struct cm_err *err)
+{
+    json_t *root;
+    enum cm_rc rc;
+
+    if (raw->kind == CM_RAW_API_RECORD) {
+        return proc_norm_api_parse(raw, specs, n_specs, out, err);
+    }
+    if ((rc = proc_norm_json_load(raw, &root, err)) != CM_OK) {
+        return rc;
+    }
+    rc = parse_root(root, out, err);
+    json_decref(root);
+    return rc;
+}

@@ -58,20 +58,24 @@ static enum cm_rc parse_root(const json_t *root, struct proc_out *out, struct cm
     return CM_OK;
 }
 
+/* ---- fetched records (GET https://www.strava.com/api/v3/activities/{id}) ----
+ *   strava.activity   start_date .. + elapsed_time: moving_time -> exercise_duration (min),
+ *                     distance (m), average_heartrate -> heart_rate, calories -> active_energy */
+static const struct proc_api_metric activity_metrics[] = {
+    { "moving_time", "exercise_duration", 1.0 / 60.0 },
+    { "distance", "distance", 1 },
+    { "average_heartrate", "heart_rate", 1 },
+    { "calories", "active_energy", 1 },
+};
+
+static const struct proc_api_spec api_specs[] = {
+    { .resource = "activity", .id = "id", .start = "start_date", .time = PROC_API_T_RFC3339,
+      .duration_s = "elapsed_time", .metrics = activity_metrics,
+      .n_metrics = CM_ARRAY_LEN(activity_metrics) },
+};
+
 enum cm_rc proc_strava_parse(const struct cm_raw_webhook *raw, struct proc_out *out,
                              struct cm_err *err)
 {
-    json_t *root;
-    enum cm_rc rc;
-
-    if (raw->kind == CM_RAW_API_RECORD) {
-        return cm_err_set(err, CM_INVALID, "unsupported_record: %s",
-                          proc_norm_safe_name(raw->record_type));
-    }
-    if ((rc = proc_norm_json_load(raw, &root, err)) != CM_OK) {
-        return rc;
-    }
-    rc = parse_root(root, out, err);
-    json_decref(root);
-    return rc;
+    return proc_norm_entry(raw, parse_root, api_specs, CM_ARRAY_LEN(api_specs), out, err);
 }

@@ -12,6 +12,7 @@
  * action=unlink with any appli also ends the connection. startdate/enddate (epoch seconds) become
  * start/end; a `date` (YYYY-MM-DD) gives the whole UTC day. Other appli values ->
  * "unsupported_record: appli". */
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,6 +205,114 @@ static enum cm_rc parse_body(const struct form *form, struct proc_out *out, stru
     return CM_OK;
 }
 
+/* ---- fetched records (base https://wbsapi.withings.net; answers wrapped {"status":0,"body":..}) --
+ *   withings.weight / .temperature / .blood_pressure   POST /measure action=getmeas:
+ *       body.measuregrps[]{grpid, date, category, measures[]{value, type, unit}}, real value =
+ *       value x 10^unit, category 1 (real measures) only; meastype 1 body_weight, 4 body_height
+ *       (m -> cm), 6 body_fat_percentage, 9 blood_pressure_diastolic, 10 _systolic,
+ *       11 heart_rate, 12 / 71 body_temperature, 73 skin_temperature, 54 spo2; point at date
+ *   withings.sleep      POST /v2/sleep action=getsummary: body.series[]{id, startdate, enddate,
+ *       data{total_sleep_time, deep/light/remsleepduration, wakeupduration (s -> min),
+ *       sleep_efficiency (0..1 -> %), hr_average, rr_average}}
+ *   withings.activity   POST /v2/measure action=getactivity: body.activities[]{date, steps,
+ *       distance, calories}: the UTC day */
+static const struct {
+    int type;
+    const char *metric;
+    double scale;
+} meastypes[] = {
+    { 1, "body_weight", 1 },        { 4, "body_height", 100 },
+    { 6, "body_fat_percentage", 1 }, { 9, "blood_pressure_diastolic", 1 },
+    { 10, "blood_pressure_systolic", 1 }, { 11, "heart_rate", 1 },
+    { 12, "body_temperature", 1 },  { 71, "body_temperature", 1 },
+    { 73, "skin_temperature", 1 },  { 54, "spo2", 1 },
+};
+
+static enum cm_rc measure_group(const struct cm_raw_webhook *raw, const json_t *grp,
+                                struct proc_emit *em, struct cm_err *err)
+{
+    char id[PROC_NORM_ID_MAX + 1];
+    int64_t date, category;
+    bool present;
+    const json_t *measures, *m;
+    size_t i;
+    enum cm_rc rc;
+
+    if ((rc = proc_norm_get_id(grp, "grpid", true, id, sizeof(id), err)) != CM_OK ||
+        (rc = proc_norm_get_int(grp, "date", &present, &date, err)) != CM_OK) {
+        return rc;
+    }
+    if (!present || date < 0 || date > INT64_C(100000000000)) {
+        return cm_err_set(err, CM_INVALID, "bad_time: date");
+    }
+    if ((rc = proc_norm_get_int(grp, "category", &present, &category, err)) != CM_OK) {
+        return rc;
+    }
+    if (present && category != 1) {
+        return CM_OK; /* 2 = a user objective, not a measurement */
+    }
+    if ((rc = proc_norm_get_arr(grp, "measures", &measures, err)) != CM_OK) {
+        return rc;
+    }
+    json_array_foreach(measures, i, m) {
+        int64_t type, unit, value;
+        bool p1, p2, p3;
+
+        if ((rc = proc_norm_get_int(m, "type", &p1, &type, err)) != CM_OK ||
+            (rc = proc_norm_get_int(m, "unit", &p2, &unit, err)) != CM_OK ||
+            (rc = proc_norm_get_int(m, "value", &p3, &value, err)) != CM_OK) {
+            return rc;
+        }
+        if (!p1 || !p2 || !p3 || unit < -12 || unit > 12) {
+            return cm_err_set(err, CM_INVALID, "out_of_range: measures");
+        }
+        for (size_t k = 0; k < CM_ARRAY_LEN(meastypes); k++) {
+            if (meastypes[k].type != type) {
+                continue;
+            }
+            double v = unit < 0 ? (double)value / pow(10.0, (double)-unit)
+                                : (double)value * pow(10.0, (double)unit);
+            v *= meastypes[k].scale;
+            if ((rc = proc_norm_emit(em, meastypes[k].metric, v, date * INT64_C(1000000),
+                                     date * INT64_C(1000000), id, err)) != CM_OK) {
+                return rc;
+            }
+        }
+    }
+    return CM_OK;
+}
+
+static const struct proc_api_metric sleep_metrics[] = {
+    { "data.total_sleep_time", "sleep_duration_total", 1.0 / 60 },
+    { "data.deepsleepduration", "sleep_deep_duration", 1.0 / 60 },
+    { "data.lightsleepduration", "sleep_light_duration", 1.0 / 60 },
+    { "data.remsleepduration", "sleep_rem_duration", 1.0 / 60 },
+    { "data.wakeupduration", "sleep_awake_duration", 1.0 / 60 },
+    { "data.sleep_efficiency", "sleep_efficiency", 100 },
+    { "data.hr_average", "heart_rate", 1 },
+    { "data.rr_average", "respiratory_rate", 1 },
+};
+
+static const struct proc_api_metric activity_metrics[] = {
+    { "steps", "steps", 1 },
+    { "distance", "distance", 1 },
+    { "calories", "active_energy", 1 },
+};
+
+#define MEASURE_SPEC(RES) { .resource = RES, .items = "body.measuregrps", .record = measure_group }
+
+static const struct proc_api_spec api_specs[] = {
+    MEASURE_SPEC("weight"),
+    MEASURE_SPEC("temperature"),
+    MEASURE_SPEC("blood_pressure"),
+    { .resource = "sleep", .items = "body.series", .id = "id", .start = "startdate",
+      .end = "enddate", .time = PROC_API_T_EPOCH_S, .metrics = sleep_metrics,
+      .n_metrics = CM_ARRAY_LEN(sleep_metrics) },
+    { .resource = "activity", .items = "body.activities", .id = "date", .start = "date",
+      .time = PROC_API_T_DATE, .metrics = activity_metrics,
+      .n_metrics = CM_ARRAY_LEN(activity_metrics) },
+};
+
 enum cm_rc proc_withings_parse(const struct cm_raw_webhook *raw, struct proc_out *out,
                                struct cm_err *err)
 {
@@ -211,8 +320,7 @@ enum cm_rc proc_withings_parse(const struct cm_raw_webhook *raw, struct proc_out
     enum cm_rc rc;
 
     if (raw->kind == CM_RAW_API_RECORD) {
-        return cm_err_set(err, CM_INVALID, "unsupported_record: %s",
-                          proc_norm_safe_name(raw->record_type));
+        return proc_norm_api_parse(raw, api_specs, CM_ARRAY_LEN(api_specs), out, err);
     }
     if (raw->body_len > PROC_NORM_MAX_BODY) {
         return cm_err_set(err, CM_INVALID, "too_large");

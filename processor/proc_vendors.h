@@ -105,4 +105,73 @@ enum cm_rc proc_norm_emit(const struct proc_emit *em, const char *metric, double
                           int64_t start_us, int64_t end_us, const char *source_record_id,
                           struct cm_err *err);
 
+/* ---- records fetched from vendor APIs (kind api_record, record_type "<vendor>.<resource>") ----
+ * A spec table per vendor says where a resource's records are in the response and which fields
+ * become which metrics; proc_norm_api_parse() walks it. Values absent or JSON null are skipped (a
+ * record not scored yet carries no score). */
+enum proc_api_time {
+    PROC_API_T_RFC3339, /* "2026-11-20T06:30:00.000Z" / "+01:00"; no offset = UTC */
+    PROC_API_T_DATE,    /* "2026-11-20": the whole UTC day [00:00, next 00:00) */
+    PROC_API_T_EPOCH_S, /* integer seconds */
+};
+
+struct proc_api_metric {
+    const char *path;   /* dotted path inside the record, e.g. "score.resting_heart_rate" */
+    const char *metric;
+    double scale;       /* value = field * scale */
+};
+
+/* One record as the generic walker read it, for a spec's extra() hook. */
+struct proc_api_rec {
+    struct proc_emit em;
+    char id[PROC_NORM_ID_MAX + 1];
+    int64_t start_us, end_us;
+};
+
+struct proc_api_spec {
+    const char *resource;     /* record_type suffix */
+    const char *items;        /* dotted path of the array of records; NULL: the body is one */
+    const char *id;           /* dotted path of the record id (string or integer) */
+    const char *start, *end;  /* dotted paths; end NULL: start + duration, else a point */
+    enum proc_api_time time;
+    const char *duration_s;   /* dotted path of a duration in seconds (when end is NULL) */
+    const char *tz_offset;    /* dotted path of a "+hh:mm" offset text (WHOOP), or NULL */
+    const struct proc_api_metric *metrics;
+    size_t n_metrics;
+    /* Optional: more samples from the same record (derived values). */
+    enum cm_rc (*extra)(const json_t *rec, const struct proc_api_rec *r, struct cm_err *err);
+    /* Optional: replaces the generic walk for one record entirely. */
+    enum cm_rc (*record)(const struct cm_raw_webhook *raw, const json_t *rec, struct proc_emit *em,
+                         struct cm_err *err);
+};
+
+/* Normalize an api_record with the vendor's spec table: record_type must be "<vendor>.<resource>"
+ * of a listed resource ("unsupported_record: <record_type>") and vendor_user_id set. */
+enum cm_rc proc_norm_api_parse(const struct cm_raw_webhook *raw, const struct proc_api_spec *specs,
+                               size_t n_specs, struct proc_out *out, struct cm_err *err);
+
+/* The common entry point of the JSON vendor modules: api_record -> proc_norm_api_parse() with
+ * `specs`; webhook -> load the JSON body and hand its root to parse_root. */
+enum cm_rc proc_norm_entry(const struct cm_raw_webhook *raw,
+                           enum cm_rc (*parse_root)(const json_t *root, struct proc_out *out,
+                                                    struct cm_err *err),
+                           const struct proc_api_spec *specs, size_t n_specs,
+                           struct proc_out *out, struct cm_err *err);
+
+/* Run `one` on each element of the JSON array `arr` ("wrong_type: body" when not an array,
+ * "too_many_items" past PROC_NORM_MAX_ITEMS); stops at the first error. */
+enum cm_rc proc_norm_each(const json_t *arr,
+                          enum cm_rc (*one)(const json_t *item, struct proc_out *out,
+                                            struct cm_err *err),
+                          struct proc_out *out, struct cm_err *err);
+/* api spec extra(): exercise_duration (min) = the record's end - start. */
+enum cm_rc proc_norm_extra_duration(const json_t *rec, const struct proc_api_rec *r,
+                                    struct cm_err *err);
+
+/* The value at a dotted path ("a.b.c") of nested objects, or NULL (absent or JSON null). */
+const json_t *proc_norm_path(const json_t *obj, const char *path);
+/* A number at a dotted path: *present false when absent; "wrong_type: <last key>" otherwise. */
+enum cm_rc proc_norm_path_num(const json_t *obj, const char *path, bool *present, double *out,
+                              struct cm_err *err);
+
 #endif

@@ -223,6 +223,8 @@ def load_fixtures(vendor):
         base = os.path.basename(path)
         if base.endswith(".expected") or base.lower().startswith("readme") or base.startswith("."):
             continue
+        if base.startswith("api_"):
+            continue  # vendor API responses (served by tests/fakevendor), not webhooks
         if not os.path.isfile(path):
             continue
         if not (base.endswith(".json") or base.endswith(".form") or base.endswith(".txt")):

@@ -14,6 +14,8 @@
 #define CM_TOPIC_NORMALIZED "biometric.normalized.v1"
 #define CM_TOPIC_FETCH "biometric.fetch.v1"
 #define CM_TOPIC_DLQ "biometric.dlq.v1"
+/* Fetch jobs waiting for their not_before time (backoff, rate limit, open circuit breaker). */
+#define CM_TOPIC_FETCH_RETRY "biometric.fetch.retry.v1"
 
 /* Returns new conf (caller owns until rd_kafka_new succeeds), or NULL with err naming the property. */
 rd_kafka_conf_t *cm_kafka_conf_new(const char *brokers, struct cm_err *err);

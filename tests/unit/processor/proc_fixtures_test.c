@@ -7,6 +7,9 @@
  *   handshake
  * The same fixtures are posted by the end-to-end tests and `make run`, so every fixture of a
  * vendor also carries that vendor's agreed test user id (checked here).
+ * Files named api_<resource>.json are vendor API responses: they are normalized as kind
+ * api_record with record_type "<vendor>.<resource>", the fixture user as vendor_user_id and the
+ * request path "/fixture/2026-11-20.json" (Fitbit reads the day from the path).
  * PROC_FIXTURES_UPDATE=1 rewrites the .expected files (review the diff before committing). */
 #include <dirent.h>
 #include <stdio.h>
@@ -188,8 +191,17 @@ static size_t check_fixture(int idx, const char *dir, const char *name)
     ck_assert_msg(body != NULL, "cannot read %s", path);
 
     struct cm_raw_webhook raw = proc_test_raw(fixture_vendors[idx].vendor, body, len);
+    char record_type[128];
     raw.content_type = ends_with(name, ".form") ? (char *)"application/x-www-form-urlencoded"
                                                 : (char *)"application/json";
+    if (strncmp(name, "api_", 4) == 0) {
+        snprintf(record_type, sizeof(record_type), "%s.%.*s", fixture_vendors[idx].vendor,
+                 (int)(strlen(name) - 9), name + 4); /* api_<resource>.json */
+        raw.kind = CM_RAW_API_RECORD;
+        raw.record_type = record_type;
+        raw.vendor_user_id = (char *)fixture_vendors[idx].user;
+        raw.path = (char *)"/fixture/2026-11-20.json";
+    }
     proc_out_init(&out);
     proc_out_init(&again);
     enum cm_rc rc = proc_normalize(&raw, &out, &err);
@@ -228,7 +240,7 @@ START_TEST(test_fixtures_match_golden_output)
 {
     char dir[512];
     struct lines names = { 0 };
-    size_t samples = 0;
+    size_t samples = 0, api_samples = 0;
     struct dirent *de;
 
     snprintf(dir, sizeof(dir), "%s/%s", AUREN_FIXTURES_DIR, fixture_vendors[_i].vendor);
@@ -245,9 +257,15 @@ START_TEST(test_fixtures_match_golden_output)
     ck_assert_msg(names.n > 0, "no fixtures for %s", fixture_vendors[_i].vendor);
     qsort(names.v, names.n, sizeof(*names.v), cmp_str);
     for (size_t i = 0; i < names.n; i++) {
-        samples += check_fixture(_i, dir, names.v[i]);
+        size_t n = check_fixture(_i, dir, names.v[i]);
+        if (strncmp(names.v[i], "api_", 4) == 0) {
+            ck_assert_msg(n > 0, "%s: a fetched record gives samples", names.v[i]);
+            api_samples += n;
+        } else {
+            samples += n;
+        }
     }
-    /* Data-bearing vendors must produce samples; notify-only ones never do. */
+    /* Data-bearing vendors' webhooks must produce samples; notify-only ones' never do. */
     if (fixture_vendors[_i].data_bearing) {
         ck_assert_uint_gt(samples, 0);
     } else {
