@@ -247,7 +247,10 @@ static const char SQL_LOOKUP[] =
     "WHERE vendor = $1 AND vendor_user_id = $2 "
     "LIMIT 1"; /* (vendor, vendor_user_id) is the primary key */
 static const char SQL_REVOKE[] =
-    "UPDATE connections SET status = 'revoked', updated_at = now() "
+    /* The vendor told us the user withdrew consent: the tokens are dead and are PHI-adjacent
+     * secrets, so they go too (as with `auren-admin connections revoke`). */
+    "UPDATE connections SET status = 'revoked', access_token_ct = NULL, refresh_token_ct = NULL,"
+    " key_id = NULL, expires_at = NULL, updated_at = now() "
     "WHERE vendor = $1 AND vendor_user_id = $2";
 
 static void on_pg_notice(void *arg, const PGresult *res)
