@@ -15,8 +15,9 @@ PYTHON := /usr/bin/python3
 TEST_DATABASE_URL := postgresql://auren:auren@127.0.0.1:5432/auren_test
 export BUILD_DIR
 
-.PHONY: deps build up down status reset run test test-unit test-e2e asan clean unit-tests e2e-tests \
-	test-ops ops-tests
+.PHONY: deps build up down status reset run test test-unit test-e2e asan clean unit-tests e2e-tests
+.PHONY: bench bench-quick
+.PHONY: test-ops ops-tests
 
 deps:
 	@scripts/deps.sh
@@ -46,7 +47,7 @@ run: up
 	@test -f scripts/demo.py || { echo "make run: scripts/demo.py is missing" >&2; exit 1; }
 	@set -a && . config/local.env && set +a && $(PYTHON) scripts/demo.py
 
-test: deps build up unit-tests e2e-tests ops-tests
+test: deps build up unit-tests e2e-tests ops-tests bench-quick
 
 test-unit: build unit-tests
 
@@ -75,6 +76,15 @@ e2e-tests:
 # of k8s/, then /readyz under real outages (stops and restarts PostgreSQL and Kafka; runs last).
 ops-tests:
 	@set -a && . config/local.env && set +a && $(PYTHON) -m pytest -q tests/ops
+
+# The benchmark (bench/README.md): every stage against this machine's own ceilings; a table on
+# stdout and JSON in bench/results/. bench-quick only proves it runs (make test calls it; no
+# speed is asserted). Both stop the stack's binaries for the run and restart them afterwards.
+bench: deps build up
+	@$(PYTHON) bench/bench.py --profile full
+
+bench-quick: deps build up
+	@$(PYTHON) bench/bench.py --profile quick
 
 asan: deps
 	@if [ ! -f build-asan/build.ninja ]; then cmake --preset asan >/dev/null; fi

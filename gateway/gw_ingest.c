@@ -123,8 +123,9 @@ static rd_kafka_conf_t *build_conf(const struct gw_cfg *cfg, const char *const *
     }
     snprintf(timeout, sizeof(timeout), "%ld", cfg->delivery_timeout_ms);
     /* Overridable: batching and compression. Fixed: durability, the single-report guarantee
-     * and the statistics readiness depends on. */
-    if (set_default(conf, "linger.ms", "5", err) != CM_OK ||
+     * and the statistics readiness depends on. linger.ms 0: every request waits for its ack,
+     * and records still batch while a produce request is in flight (bench/: 0 beat 5). */
+    if (set_default(conf, "linger.ms", "0", err) != CM_OK ||
         set_default(conf, "compression.type", "lz4", err) != CM_OK ||
         cm_kafka_set(conf, "client.id", "auren-gateway", err) != CM_OK ||
         cm_kafka_set(conf, "enable.idempotence", "true", err) != CM_OK ||
