@@ -2,6 +2,7 @@
 #   make run        install what is missing, build, start the local stack, send the sample webhooks
 #   make test       the whole suite: unit tests (ctest) and end-to-end tests against the real stack
 #   make up / down  start / stop the stack in the background (status, reset: see scripts/stack.sh)
+#   make test-ops   operations checks: promtool on live /metrics, dashboard, alert rules, k8s/
 # BUILD_DIR picks another build tree for the dev preset; JOBS the parallelism (2 cores here).
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -16,6 +17,7 @@ export BUILD_DIR
 
 .PHONY: deps build up down status reset run test test-unit test-e2e asan clean unit-tests e2e-tests
 .PHONY: bench bench-quick
+.PHONY: test-ops ops-tests
 
 deps:
 	@scripts/deps.sh
@@ -45,11 +47,13 @@ run: up
 	@test -f scripts/demo.py || { echo "make run: scripts/demo.py is missing" >&2; exit 1; }
 	@set -a && . config/local.env && set +a && $(PYTHON) scripts/demo.py
 
-test: deps build up unit-tests e2e-tests bench-quick
+test: deps build up unit-tests e2e-tests ops-tests bench-quick
 
 test-unit: build unit-tests
 
 test-e2e: up e2e-tests
+
+test-ops: up ops-tests
 
 # Integration cases among the unit tests use the local stack when it answers:
 # AUREN_TEST_DATABASE_URL (its auren_test database) and AUREN_TEST_KAFKA_BROKERS. Without the
@@ -66,6 +70,12 @@ e2e-tests:
 	@set -a && . config/local.env && set +a && \
 	export AUREN_TEST_DATABASE_URL="$${AUREN_TEST_DATABASE_URL:-$(TEST_DATABASE_URL)}" && \
 	$(PYTHON) -m pytest -q tests/e2e
+
+# Operations checks (tests/ops/README.md): promtool on each binary's live /metrics, the Grafana
+# dashboard's queries against them, promtool check/test rules, kustomize build + schema validation
+# of k8s/, then /readyz under real outages (stops and restarts PostgreSQL and Kafka; runs last).
+ops-tests:
+	@set -a && . config/local.env && set +a && $(PYTHON) -m pytest -q tests/ops
 
 # The benchmark (bench/README.md): every stage against this machine's own ceilings; a table on
 # stdout and JSON in bench/results/. bench-quick only proves it runs (make test calls it; no

@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "cm/kafka.h"
 #include "cm/log.h"
 #include "gw_cfg.h"
@@ -68,25 +66,12 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
 {
     struct gw_ingest *ing = opaque;
-    json_t *root = json_loadb(json, json_len, 0, NULL);
-    json_t *brokers = root != NULL ? json_object_get(root, "brokers") : NULL;
-    const char *name;
-    json_t *b;
-    int up = 0;
+    int up = cm_kafka_stats_brokers_up(json, json_len);
 
     (void)rk;
-    if (json_is_object(brokers)) {
-        json_object_foreach(brokers, name, b) {
-            const char *state = json_string_value(json_object_get(b, "state"));
-            const char *source = json_string_value(json_object_get(b, "source"));
-            if (state != NULL && strcmp(state, "UP") == 0 && source != NULL &&
-                strcmp(source, "internal") != 0 && strcmp(source, "logical") != 0) {
-                up++;
-            }
-        }
+    if (up >= 0) {
         atomic_store(&ing->brokers_up, up);
     }
-    json_decref(root);
     return 0; /* librdkafka frees json */
 }
 

@@ -52,4 +52,7 @@ void gw_metrics_init(void)
                                             "vendor", "reason");
     cm_metric_gauge_fn("auren_gateway_in_flight", "Webhook requests being handled", read_in_flight,
                        NULL);
+    gw_metrics.in_flight_limit =
+        cm_metric_gauge("auren_gateway_in_flight_limit",
+                        "Webhooks in flight before 503 (MAX_CONCURRENT_WEBHOOKS)", 0);
 }

@@ -14,6 +14,7 @@ struct gw_metrics {
     struct cm_metric *body_bytes;         /* auren_gateway_request_body_bytes{vendor} */
     struct cm_metric *produce_errors;     /* auren_gateway_kafka_produce_errors_total{reason} */
     struct cm_metric *rejected;           /* auren_gateway_rejected_total{vendor,reason} */
+    struct cm_metric *in_flight_limit;    /* auren_gateway_in_flight_limit (MAX_CONCURRENT_WEBHOOKS) */
 };
 
 extern struct gw_metrics gw_metrics;

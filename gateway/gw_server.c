@@ -78,6 +78,7 @@ struct gw_server *gw_server_new(const struct gw_cfg *cfg, const char *const *kaf
     const union MHD_DaemonInfo *info;
 
     gw_metrics_init();
+    cm_metric_set(gw_metrics.in_flight_limit, (double)cfg->max_in_flight);
     gw_request_ctx_init(&srv->ctx, cfg);
     srv->quiesced = MHD_INVALID_SOCKET;
     srv->ing = gw_ingest_new(cfg, kafka_props, gw_request_on_delivery, gw_request_on_tick,

@@ -219,10 +219,15 @@ static void on_error(rd_kafka_t *rk, int e, const char *reason, void *opaque)
 
 static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
 {
+    struct proc_loop *l = opaque;
     int64_t lag;
+    int up = cm_kafka_stats_brokers_up(json, len);
 
     if (proc_stats_consumer_lag(json, len, &lag) == CM_OK) {
         cm_metric_set(m_lag, (double)lag);
+    }
+    if (up >= 0) {
+        atomic_store(&l->brokers_up, up > 0); /* also recovers /readyz when nothing is consumed */
     }
     return 0; /* librdkafka frees json */
 }

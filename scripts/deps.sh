@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the build, the local stack and the tests need, and only what is missing:
 # Debian 12 packages with apt-get (apt-get update runs only when something must be installed),
-# then the Apache Kafka jars with Maven from kafka/pom.xml into .state/kafka/libs.
+# then the Apache Kafka jars with Maven from kafka/pom.xml into .state/kafka/libs, and the
+# operations test tools: kubernetes-validate (PyPI, pinned in tests/ops/requirements.txt) in the
+# venv .state/venv, kustomize (Go module proxy, pinned below) in .state/bin.
 # Pinned to Debian 12 (bookworm): the code is written against librdkafka 2.0.x and PostgreSQL 15,
 # so other major versions stop here with a clear message instead of failing later.
 # Idempotent and quiet: prints only what it changes. Run as root (or via sudo).
@@ -17,7 +19,11 @@ PACKAGES=(
     redis-server postgresql kcat curl
     python3-avro python3-confluent-kafka python3-pytest python3-requests
     openjdk-17-jre-headless maven
+    prometheus python3-venv python3-yaml
 )
+# kustomize for the k8s/ manifests test (`go install`, needs the Go toolchain on PATH).
+KUSTOMIZE_MODULE=sigs.k8s.io/kustomize/kustomize/v5
+KUSTOMIZE_VERSION=v5.7.1
 # Major versions the code and scripts are written for (Debian 12's).
 EXPECT_RDKAFKA='2.0.'
 EXPECT_PG=15
@@ -86,6 +92,43 @@ fetch_kafka() {
     kafka_pom_sum >"$KAFKA_LIBS/.complete"
 }
 
+# The venv is rebuilt when tests/ops/requirements.txt changes (its hash is the marker).
+ops_venv() {
+    local venv="$STATE/venv" req="$ROOT/tests/ops/requirements.txt" sum log="$STATE/venv.log"
+    sum="$(sha256sum "$req" | cut -d' ' -f1)"
+    if [[ -f "$venv/.complete" ]] && [[ "$(cat "$venv/.complete")" == "$sum" ]]; then
+        return 0
+    fi
+    say "deps: creating $venv (tests/ops/requirements.txt)"
+    mkdir -p "$STATE"
+    rm -rf "$venv"
+    if ! { /usr/bin/python3 -m venv "$venv" &&
+            "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"; } >"$log" 2>&1; then
+        tail -20 "$log" >&2
+        die "could not build the Python venv $venv (log: $log)"
+    fi
+    printf '%s\n' "$sum" >"$venv/.complete"
+}
+
+ops_kustomize() {
+    local bin="$STATE/bin/kustomize" log="$STATE/kustomize-install.log" gobin
+    if [[ -x "$bin" ]] && [[ "$("$bin" version 2>/dev/null)" == "$KUSTOMIZE_VERSION" ]]; then
+        return 0
+    fi
+    gobin="$(command -v go || true)"
+    [[ -n "$gobin" ]] || gobin=/usr/local/go/bin/go
+    [[ -x "$gobin" ]] || die "the Go toolchain is needed to install kustomize (go not on PATH)"
+    say "deps: installing kustomize $KUSTOMIZE_VERSION into $STATE/bin"
+    mkdir -p "$STATE/bin"
+    if ! (cd / && GOBIN="$STATE/bin" GOFLAGS= "$gobin" install \
+            "$KUSTOMIZE_MODULE@$KUSTOMIZE_VERSION") >"$log" 2>&1; then
+        tail -20 "$log" >&2
+        die "go install $KUSTOMIZE_MODULE@$KUSTOMIZE_VERSION failed (log: $log)"
+    fi
+}
+
 install_packages
 check_versions
 fetch_kafka
+ops_venv
+ops_kustomize

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cm/log.h"
 
 extern char **environ;
@@ -118,4 +120,29 @@ enum cm_rc cm_kafka_classify(rd_kafka_resp_err_t e)
     default:
         return CM_INVALID;
     }
+}
+
+int cm_kafka_stats_brokers_up(const char *json, size_t len)
+{
+    json_t *root = json_loadb(json, len, 0, NULL);
+    json_t *brokers = root != NULL ? json_object_get(root, "brokers") : NULL;
+    const char *name;
+    json_t *b;
+    int up = 0;
+
+    if (!json_is_object(brokers)) {
+        json_decref(root);
+        return -1;
+    }
+    json_object_foreach(brokers, name, b) {
+        const char *state = json_string_value(json_object_get(b, "state"));
+        const char *source = json_string_value(json_object_get(b, "source"));
+
+        if (state != NULL && strcmp(state, "UP") == 0 && source != NULL &&
+            strcmp(source, "internal") != 0 && strcmp(source, "logical") != 0) {
+            up++;
+        }
+    }
+    json_decref(root);
+    return up;
 }

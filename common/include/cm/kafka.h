@@ -26,4 +26,9 @@ enum cm_rc cm_kafka_set(rd_kafka_conf_t *conf, const char *name, const char *val
  * else CM_INVALID. */
 enum cm_rc cm_kafka_classify(rd_kafka_resp_err_t e);
 
+/* Brokers in state UP in a librdkafka statistics JSON (bootstrap and learned brokers; not the
+ * internal or logical ones), or -1 when the JSON has no "brokers" object. Readiness from here
+ * recovers by itself once the brokers are back, without waiting for a message or a rebalance. */
+int cm_kafka_stats_brokers_up(const char *json, size_t len);
+
 #endif

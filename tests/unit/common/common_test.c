@@ -267,6 +267,23 @@ START_TEST(test_kafka_env_passthrough)
 }
 END_TEST
 
+START_TEST(test_kafka_stats_brokers_up)
+{
+    static const char up_and_down[] =
+        "{\"brokers\":{\"GroupCoordinator\":{\"state\":\"UP\",\"source\":\"logical\"},"
+        "\"a:9092/1\":{\"state\":\"UP\",\"source\":\"learned\"},"
+        "\"b:9092/2\":{\"state\":\"DOWN\",\"source\":\"learned\"},"
+        "\"c:9092/bootstrap\":{\"state\":\"CONNECT\",\"source\":\"configured\"}}}";
+    static const char all_down[] =
+        "{\"brokers\":{\"a:9092/1\":{\"state\":\"TRY_CONNECT\",\"source\":\"learned\"}}}";
+
+    ck_assert_int_eq(cm_kafka_stats_brokers_up(up_and_down, strlen(up_and_down)), 1);
+    ck_assert_int_eq(cm_kafka_stats_brokers_up(all_down, strlen(all_down)), 0);
+    ck_assert_int_eq(cm_kafka_stats_brokers_up("{}", 2), -1);
+    ck_assert_int_eq(cm_kafka_stats_brokers_up("{", 1), -1);
+}
+END_TEST
+
 static Suite *common_suite(void)
 {
     Suite *s = suite_create("common");
@@ -284,6 +301,7 @@ static Suite *common_suite(void)
     tcase_add_test(basics, test_strlcpy_and_ids);
     tcase_add_test(metrics, test_metrics_exposition);
     tcase_add_test(kafka, test_kafka_env_passthrough);
+    tcase_add_test(kafka, test_kafka_stats_brokers_up);
     suite_add_tcase(s, cfg);
     suite_add_tcase(s, basics);
     suite_add_tcase(s, metrics);
