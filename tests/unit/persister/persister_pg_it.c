@@ -384,7 +384,7 @@ START_TEST(test_bisect_dead_letters_only_bad_rows)
         }
         pers_batch_add(&b, &e, "biometric.normalized.v1", 0, 100 + i, NULL, 0, "v", 1, 0);
     }
-    ck_assert_int_eq(pers_batch_store(pg, &b, &hooks, &st, &err), CM_OK);
+    ck_assert_int_eq(pers_batch_store(pg, &b, NULL, &hooks, &st, &err), CM_OK);
     ck_assert_int_eq(log.n, 2);
     ck_assert_str_eq(log.sqlstate[0], "22021");
     ck_assert_int_eq(log.offsets[0], 102);
@@ -400,7 +400,7 @@ START_TEST(test_bisect_dead_letters_only_bad_rows)
 
     /* A retry of a finished batch writes nothing more. */
     memset(&st, 0, sizeof(st));
-    ck_assert_int_eq(pers_batch_store(pg, &b, &hooks, &st, &err), CM_OK);
+    ck_assert_int_eq(pers_batch_store(pg, &b, NULL, &hooks, &st, &err), CM_OK);
     ck_assert_uint_eq(st.transactions, 0);
     ck_assert_int_eq(log.n, 2);
 
