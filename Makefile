@@ -14,7 +14,8 @@ PYTHON := /usr/bin/python3
 TEST_DATABASE_URL := postgresql://auren:auren@127.0.0.1:5432/auren_test
 export BUILD_DIR
 
-.PHONY: deps build up down status reset run test test-unit test-e2e asan clean unit-tests e2e-tests
+.PHONY: deps build up down status reset run test test-unit test-e2e asan clean unit-tests e2e-tests \
+	test-faults faults-short
 
 deps:
 	@scripts/deps.sh
@@ -44,7 +45,7 @@ run: up
 	@test -f scripts/demo.py || { echo "make run: scripts/demo.py is missing" >&2; exit 1; }
 	@set -a && . config/local.env && set +a && $(PYTHON) scripts/demo.py
 
-test: deps build up unit-tests e2e-tests
+test: deps build up unit-tests e2e-tests faults-short
 
 test-unit: build unit-tests
 
@@ -65,6 +66,16 @@ e2e-tests:
 	@set -a && . config/local.env && set +a && \
 	export AUREN_TEST_DATABASE_URL="$${AUREN_TEST_DATABASE_URL:-$(TEST_DATABASE_URL)}" && \
 	$(PYTHON) -m pytest -q tests/e2e
+
+# Fault injection under load (tests/faults/faults.py): kill -9 and restart each component, stop
+# Kafka; reconcile 2xx'd webhooks against PostgreSQL. The full profile (about 15 minutes) writes
+# tests/faults/RESULTS.md and the README's table; `make test` runs the short profile.
+test-faults: up
+	@set -a && . config/local.env && set +a && $(PYTHON) tests/faults/faults.py --profile full \
+	    --out tests/faults/RESULTS.md --readme README.md
+
+faults-short:
+	@set -a && . config/local.env && set +a && $(PYTHON) tests/faults/faults.py --profile short
 
 asan: deps
 	@if [ ! -f build-asan/build.ninja ]; then cmake --preset asan >/dev/null; fi

@@ -332,6 +332,9 @@ static rd_kafka_t *new_consumer(struct proc_loop *l, struct cm_err *err)
         { "enable.auto.offset.store", "false" },
         { "auto.offset.reset", "earliest" },
         { "statistics.interval.ms", "5000" },
+        /* static membership: a restarted instance takes its partitions back at once instead of
+         * waiting out the crashed member's session */
+        { "group.instance.id", l->txn_id },
     };
     rd_kafka_conf_t *conf = cm_kafka_conf_new(l->cfg->kafka_brokers, err);
     rd_kafka_topic_partition_list_t *topics;
@@ -366,9 +369,10 @@ static rd_kafka_t *new_consumer(struct proc_loop *l, struct cm_err *err)
     return rk;
 }
 
-/* transactional.id: KAFKA_TRANSACTIONAL_ID when set, else "auren-processor-<group>-<host>". It
- * must be stable across restarts of one instance (the new producer then fences the crashed one
- * and aborts its open transaction at once) and unique among live instances. */
+/* transactional.id (also the consumer's group.instance.id): KAFKA_TRANSACTIONAL_ID when set, else
+ * "auren-processor-<group>-<host>". It must be stable across restarts of one instance (the new
+ * producer then fences the crashed one and aborts its open transaction at once) and unique among
+ * live instances. */
 static void transactional_id(const struct proc_loop *l, char *out, size_t outsz)
 {
     const char *env = getenv("KAFKA_TRANSACTIONAL_ID");
