@@ -73,9 +73,11 @@ e2e-tests:
 test-faults: up
 	@set -a && . config/local.env && set +a && $(PYTHON) tests/faults/faults.py --profile full \
 	    --out tests/faults/RESULTS.md --readme README.md
+	@set -a && . config/local.env && set +a && $(PYTHON) tests/faults/dlq_replay.py
 
 faults-short:
 	@set -a && . config/local.env && set +a && $(PYTHON) tests/faults/faults.py --profile short
+	@set -a && . config/local.env && set +a && $(PYTHON) tests/faults/dlq_replay.py
 
 asan: deps
 	@if [ ! -f build-asan/build.ninja ]; then cmake --preset asan >/dev/null; fi

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cm/kafka.h"
 #include "cm/log.h"
@@ -671,25 +670,6 @@ static void hook_pg_error(void *arg, const struct pers_pg_outcome *why)
                 why->sqlstate[0] != '\0' ? why->sqlstate : "none");
 }
 
-/* Static membership (KIP-345): a restarted persister takes its partitions back at once instead
- * of waiting out the crashed member's session. "auren-persister-<group>-<host>", or
- * KAFKA_GROUP_INSTANCE_ID; unique among live instances. */
-static void instance_id(const struct pers_loop *l, char *out, size_t outsz)
-{
-    const char *env = getenv("KAFKA_GROUP_INSTANCE_ID");
-    char host[128] = "localhost";
-
-    if (env != NULL && env[0] != '\0') {
-        cm_strlcpy(out, env, outsz);
-        return;
-    }
-    if (gethostname(host, sizeof(host)) != 0) {
-        cm_strlcpy(host, "localhost", sizeof(host));
-    }
-    host[sizeof(host) - 1] = '\0';
-    snprintf(out, outsz, "auren-persister-%s-%s", l->cfg->group_id, host);
-}
-
 static rd_kafka_t *new_consumer(struct pers_loop *l, struct cm_err *err)
 {
     rd_kafka_conf_t *conf = cm_kafka_conf_new(l->cfg->brokers, err);
@@ -700,7 +680,10 @@ static rd_kafka_t *new_consumer(struct pers_loop *l, struct cm_err *err)
     if (conf == NULL) {
         return NULL;
     }
-    instance_id(l, instance, sizeof(instance));
+    /* Static membership (KIP-345): a restarted persister takes its partitions back at once
+     * instead of waiting out the crashed member's session. */
+    cm_kafka_instance_id("KAFKA_GROUP_INSTANCE_ID", "auren-persister", l->cfg->group_id, instance,
+                         sizeof(instance));
     if (cm_kafka_set(conf, "group.id", l->cfg->group_id, err) != CM_OK ||
         cm_kafka_set(conf, "group.instance.id", instance, err) != CM_OK ||
         cm_kafka_set(conf, "isolation.level", "read_committed", err) != CM_OK ||

@@ -452,8 +452,9 @@ enum cm_rc pers_pg_store(struct pers_pg *pg, const struct cm_biometric_event *co
     return pers_pg_store_with_offsets(pg, ev, n, inserted_received_us, NULL, NULL, 0, out, err);
 }
 
-enum cm_rc pers_pg_store_with_offsets(struct pers_pg *pg, const struct cm_biometric_event *const *ev,
-                                      size_t n, int64_t *inserted_received_us, const char *group,
+enum cm_rc pers_pg_store_with_offsets(struct pers_pg *pg,
+                                      const struct cm_biometric_event *const *ev, size_t n,
+                                      int64_t *inserted_received_us, const char *group,
                                       const struct pers_pg_offset *offs, size_t n_offs,
                                       struct pers_pg_outcome *out, struct cm_err *err)
 {

@@ -65,8 +65,9 @@ struct pers_pg_offset {
 /* Like pers_pg_store, and in the same transaction upsert the consumer_offsets rows of `group`
  * for the `n_offs` partitions in `offs` (borrowed), so rows and offsets commit together. With
  * n == 0 the transaction holds only the offsets; with n_offs == 0 it is pers_pg_store. */
-enum cm_rc pers_pg_store_with_offsets(struct pers_pg *pg, const struct cm_biometric_event *const *ev,
-                                      size_t n, int64_t *inserted_received_us, const char *group,
+enum cm_rc pers_pg_store_with_offsets(struct pers_pg *pg,
+                                      const struct cm_biometric_event *const *ev, size_t n,
+                                      int64_t *inserted_received_us, const char *group,
                                       const struct pers_pg_offset *offs, size_t n_offs,
                                       struct pers_pg_outcome *out, struct cm_err *err);
 

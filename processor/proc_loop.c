@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cm/kafka.h"
 #include "cm/log.h"
@@ -50,6 +49,7 @@ struct proc_loop {
     size_t n_msgs, cap_msgs;
 
     bool txn_ready;            /* rd_kafka_init_transactions() succeeded */
+    bool producer_broken;      /* fatal producer error we recover from with a new producer */
     char txn_id[160];          /* transactional.id (for logs) */
 
     struct proc_out out;
@@ -195,6 +195,14 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     }
 }
 
+/* Another live instance took our transactional.id or group.instance.id: this one must stop. */
+static bool fenced(rd_kafka_resp_err_t e)
+{
+    return e == RD_KAFKA_RESP_ERR_PRODUCER_FENCED || e == RD_KAFKA_RESP_ERR__FENCED ||
+           e == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID ||
+           e == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+}
+
 static void on_error(rd_kafka_t *rk, int e, const char *reason, void *opaque)
 {
     struct proc_loop *l = opaque;
@@ -204,6 +212,10 @@ static void on_error(rd_kafka_t *rk, int e, const char *reason, void *opaque)
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
 
         cm_log_error("kafka.fatal", "client=%s err=%s", rd_kafka_name(rk), rd_kafka_err2name(orig));
+        if (rk == l->producer && !fenced(orig)) {
+            l->producer_broken = true; /* e.g. a coordinator that lost our transaction */
+            return;
+        }
         snprintf(l->fatal_reason, sizeof(l->fatal_reason), "kafka fatal error: %s",
                  rd_kafka_err2name(orig));
         l->fatal = true;
@@ -373,22 +385,6 @@ static rd_kafka_t *new_consumer(struct proc_loop *l, struct cm_err *err)
  * "auren-processor-<group>-<host>". It must be stable across restarts of one instance (the new
  * producer then fences the crashed one and aborts its open transaction at once) and unique among
  * live instances. */
-static void transactional_id(const struct proc_loop *l, char *out, size_t outsz)
-{
-    const char *env = getenv("KAFKA_TRANSACTIONAL_ID");
-    char host[128] = "localhost";
-
-    if (env != NULL && env[0] != '\0') {
-        cm_strlcpy(out, env, outsz);
-        return;
-    }
-    if (gethostname(host, sizeof(host)) != 0) {
-        cm_strlcpy(host, "localhost", sizeof(host));
-    }
-    host[sizeof(host) - 1] = '\0';
-    snprintf(out, outsz, "auren-processor-%s-%s", l->cfg->group_id, host);
-}
-
 static rd_kafka_t *new_producer(struct proc_loop *l, struct cm_err *err)
 {
     char timeout[24];
@@ -408,7 +404,8 @@ static rd_kafka_t *new_producer(struct proc_loop *l, struct cm_err *err)
         return NULL;
     }
     snprintf(timeout, sizeof(timeout), "%d", DELIVERY_TIMEOUT_MS);
-    transactional_id(l, l->txn_id, sizeof(l->txn_id));
+    cm_kafka_instance_id("KAFKA_TRANSACTIONAL_ID", "auren-processor", l->cfg->group_id, l->txn_id,
+                         sizeof(l->txn_id));
     if (set_props(conf, props, CM_ARRAY_LEN(props), err) != CM_OK) {
         rd_kafka_conf_destroy(conf);
         return NULL;
@@ -955,19 +952,23 @@ static void backoff(struct proc_loop *l, const volatile sig_atomic_t *stop)
 
 /* ---- transactions ---- */
 
-/* Map a transactional API error: fatal (fenced by a newer instance with our transactional.id, or
- * a broken producer) -> CM_FATAL; anything else -> CM_RETRY (the caller aborts and replays). */
+/* Map a transactional API error: fenced by a newer instance with our transactional.id ->
+ * CM_FATAL (stop); any other fatal producer error -> the producer is replaced (producer_broken)
+ * and the batch replayed; anything else -> CM_RETRY (the caller aborts and replays). */
 static enum cm_rc txn_fail(struct proc_loop *l, rd_kafka_error_t *error, const char *step,
                            struct cm_err *err)
 {
-    enum cm_rc rc = rd_kafka_error_is_fatal(error) ? CM_FATAL : CM_RETRY;
+    bool fatal = rd_kafka_error_is_fatal(error);
+    enum cm_rc rc = fatal && fenced(rd_kafka_error_code(error)) ? CM_FATAL : CM_RETRY;
 
-    cm_metric_inc(m_txn, step, rc == CM_FATAL ? "fatal" : "failed");
+    cm_metric_inc(m_txn, step, fatal ? "fatal" : "failed");
     cm_err_set(err, rc, "transaction %s: %s", step, rd_kafka_error_name(error));
     if (rc == CM_FATAL) {
         snprintf(l->fatal_reason, sizeof(l->fatal_reason), "transaction %s: %s", step,
                  rd_kafka_error_name(error));
         l->fatal = true;
+    } else if (fatal) {
+        l->producer_broken = true;
     }
     rd_kafka_error_destroy(error);
     return rc;
@@ -991,9 +992,10 @@ static enum cm_rc txn_init(struct proc_loop *l, struct cm_err *err)
     return CM_OK;
 }
 
+/* An abort that cannot finish leaves the producer unusable: it is replaced. */
 static void txn_abort(struct proc_loop *l)
 {
-    for (int i = 0; i < 3 && !l->fatal; i++) {
+    for (int i = 0; i < 3 && !l->fatal && !l->producer_broken; i++) {
         rd_kafka_error_t *error = rd_kafka_abort_transaction(l->producer, TXN_TIMEOUT_MS);
 
         if (error == NULL) {
@@ -1003,19 +1005,32 @@ static void txn_abort(struct proc_loop *l)
         if (rd_kafka_error_is_fatal(error) || !rd_kafka_error_is_retriable(error)) {
             struct cm_err ignored;
             txn_fail(l, error, "abort", &ignored);
-            if (!l->fatal) {
-                /* an abort that cannot finish leaves the producer unusable: restart clean */
-                snprintf(l->fatal_reason, sizeof(l->fatal_reason), "transaction abort failed");
-                l->fatal = true;
-            }
+            l->producer_broken = !l->fatal;
             return;
         }
         rd_kafka_error_destroy(error);
     }
-    if (!l->fatal) {
-        snprintf(l->fatal_reason, sizeof(l->fatal_reason), "transaction abort timed out");
+    l->producer_broken = !l->fatal;
+}
+
+/* Replace a broken producer: the new one's init_transactions (same transactional.id) fences the
+ * old epoch and aborts whatever it left open. CM_FATAL when a new producer cannot be made. */
+static enum cm_rc reset_producer(struct proc_loop *l, struct cm_err *err)
+{
+    cm_log_warn("kafka.producer_reset", "transactional_id=%s", l->txn_id);
+    cm_metric_inc(m_txn, "producer_reset", "ok");
+    rd_kafka_purge(l->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(l->producer, 0);
+    rd_kafka_destroy(l->producer);
+    l->txn_ready = false;
+    l->producer_broken = false;
+    l->producer = new_producer(l, err);
+    if (l->producer == NULL) {
+        snprintf(l->fatal_reason, sizeof(l->fatal_reason), "cannot recreate the producer");
         l->fatal = true;
+        return CM_FATAL;
     }
+    return CM_RETRY;
 }
 
 /* The batch's input offsets go into the transaction with the group's metadata (KIP-447), so a
@@ -1090,11 +1105,19 @@ static enum cm_rc process_batch(struct proc_loop *l, const volatile sig_atomic_t
         l->backoff_ms = BACKOFF_MIN_MS;
     } else {
         proc_redis_discard(l->redis);
-        if (open && !l->fatal) {
+        if (open && !l->fatal && !l->producer_broken) {
             txn_abort(l);
+        }
+        if (l->producer_broken && !l->fatal) {
+            struct cm_err rerr = { .msg = "" };
+            if (reset_producer(l, &rerr) == CM_FATAL) {
+                *err = rerr;
+            }
         }
         if (l->fatal && rc != CM_FATAL) {
             rc = cm_err_set(err, CM_FATAL, "%s", l->fatal_reason);
+        } else if (!l->fatal) {
+            rc = CM_RETRY;
         }
     }
     if (rc == CM_RETRY) {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cm/log.h"
 
@@ -118,4 +119,21 @@ enum cm_rc cm_kafka_classify(rd_kafka_resp_err_t e)
     default:
         return CM_INVALID;
     }
+}
+
+void cm_kafka_instance_id(const char *env, const char *prefix, const char *group, char *out,
+                          size_t outsz)
+{
+    const char *v = getenv(env);
+    char host[128] = "localhost";
+
+    if (v != NULL && v[0] != '\0') {
+        cm_strlcpy(out, v, outsz);
+        return;
+    }
+    if (gethostname(host, sizeof(host)) != 0) {
+        cm_strlcpy(host, "localhost", sizeof(host));
+    }
+    host[sizeof(host) - 1] = '\0';
+    snprintf(out, outsz, "%s-%s-%s", prefix, group, host);
 }

@@ -24,4 +24,10 @@ enum cm_rc cm_kafka_set(rd_kafka_conf_t *conf, const char *name, const char *val
  * else CM_INVALID. */
 enum cm_rc cm_kafka_classify(rd_kafka_resp_err_t e);
 
+/* An id that is stable across restarts of one instance and distinct between hosts, for
+ * transactional.id and group.instance.id: the environment variable `env` when set and not empty,
+ * else "<prefix>-<group>-<hostname>". */
+void cm_kafka_instance_id(const char *env, const char *prefix, const char *group, char *out,
+                          size_t outsz);
+
 #endif

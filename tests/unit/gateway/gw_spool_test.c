@@ -108,6 +108,19 @@ static int count_segments(void)
     return n;
 }
 
+/* What a fresh start finds in `dir`. */
+static struct gw_spool_stats reopened(size_t max_bytes)
+{
+    struct cm_err err = {{0}};
+    struct gw_spool_stats st;
+    struct gw_spool *sp = gw_spool_open(dir, max_bytes, &err);
+
+    ck_assert_msg(sp != NULL, "%s", err.msg);
+    gw_spool_stats(sp, &st);
+    gw_spool_close(sp);
+    return st;
+}
+
 START_TEST(test_crc32_reference_value)
 {
     ck_assert_uint_eq(gw_spool_crc32(0, "123456789", 9), 0xCBF43926u);
@@ -129,13 +142,10 @@ START_TEST(test_appends_survive_reopen)
     ck_assert(gw_spool_backlog(sp));
     gw_spool_close(sp);
 
-    sp = gw_spool_open(dir, 1 << 20, &err);
-    ck_assert_msg(sp != NULL, "%s", err.msg);
-    gw_spool_stats(sp, &st);
+    st = reopened(1 << 20);
     ck_assert_uint_eq(st.recovered, 25);
     ck_assert_uint_eq(st.records, 25);
     ck_assert_uint_eq(st.torn, 0);
-    gw_spool_close(sp);
 }
 END_TEST
 
@@ -162,18 +172,13 @@ START_TEST(test_torn_tail_is_cut_and_counted)
     ck_assert_int_eq(write(fd, "ASP1garbage", 11), 11);
     close(fd);
 
-    sp = gw_spool_open(dir, 1 << 20, &err);
-    ck_assert_msg(sp != NULL, "%s", err.msg);
-    gw_spool_stats(sp, &st);
+    st = reopened(1 << 20);
     ck_assert_uint_eq(st.recovered, 9);
     ck_assert_uint_eq(st.torn, 1);
-    gw_spool_close(sp);
     /* the cut is permanent: a second start finds no torn tail */
-    sp = gw_spool_open(dir, 1 << 20, &err);
-    gw_spool_stats(sp, &st);
+    st = reopened(1 << 20);
     ck_assert_uint_eq(st.recovered, 9);
     ck_assert_uint_eq(st.torn, 0);
-    gw_spool_close(sp);
 }
 END_TEST
 
@@ -260,6 +265,15 @@ static bool sink_ready(void *arg)
     return atomic_load(&((struct sink *)arg)->up);
 }
 
+static void sink_init(struct gw_spool *sp, int fail_first, bool up)
+{
+    memset(&sink, 0, sizeof(sink));
+    pthread_mutex_init(&sink.lock, NULL);
+    sink.sp = sp;
+    sink.fail_first = fail_first;
+    atomic_init(&sink.up, up);
+}
+
 static void wait_drained(struct gw_spool *sp)
 {
     struct timespec ts = {.tv_sec = 0, .tv_nsec = 20000000L};
@@ -275,10 +289,7 @@ START_TEST(test_replay_in_order_then_delete)
     struct gw_spool *sp = gw_spool_open(dir, 1 << 20, &err);
 
     ck_assert_ptr_nonnull(sp);
-    memset(&sink, 0, sizeof(sink));
-    pthread_mutex_init(&sink.lock, NULL);
-    sink.sp = sp;
-    atomic_init(&sink.up, false);
+    sink_init(sp, 0, false);
     append_n(sp, 0, 40);
     gw_spool_sync(sp, 5000);
     ck_assert_int_eq(gw_spool_start_replayer(sp, sink_produce, sink_ready, &sink, &err), CM_OK);
@@ -305,11 +316,7 @@ START_TEST(test_failed_report_keeps_segment_and_replays)
     struct gw_spool *sp = gw_spool_open(dir, 1 << 20, &err);
 
     ck_assert_ptr_nonnull(sp);
-    memset(&sink, 0, sizeof(sink));
-    pthread_mutex_init(&sink.lock, NULL);
-    sink.sp = sp;
-    sink.fail_first = 1;
-    atomic_init(&sink.up, true);
+    sink_init(sp, 1, true);
     append_n(sp, 0, 5);
     gw_spool_sync(sp, 5000);
     ck_assert_int_eq(gw_spool_start_replayer(sp, sink_produce, sink_ready, &sink, &err), CM_OK);
@@ -364,10 +371,8 @@ START_TEST(test_concurrent_appends_all_durable)
     ck_assert_int_eq(dlog.durable, 800);
     ck_assert_int_eq(dlog.failed, 0);
     gw_spool_close(sp);
-    sp = gw_spool_open(dir, 8 << 20, &err);
-    gw_spool_stats(sp, &st);
+    st = reopened(8 << 20);
     ck_assert_uint_eq(st.recovered, 800);
-    gw_spool_close(sp);
 }
 END_TEST
 
