@@ -344,9 +344,10 @@ static rd_kafka_t *new_consumer(struct proc_loop *l, struct cm_err *err)
         { "enable.auto.offset.store", "false" },
         { "auto.offset.reset", "earliest" },
         { "statistics.interval.ms", "5000" },
-        /* static membership: a restarted instance takes its partitions back at once instead of
-         * waiting out the crashed member's session */
-        { "group.instance.id", l->txn_id },
+        /* a crashed member's partitions move on after 10 s instead of the default 45 s; static
+         * membership (group.instance.id) is not used: librdkafka 2.0 fences itself with it when
+         * the group coordinator restarts */
+        { "session.timeout.ms", "10000" },
     };
     rd_kafka_conf_t *conf = cm_kafka_conf_new(l->cfg->kafka_brokers, err);
     rd_kafka_topic_partition_list_t *topics;
@@ -381,7 +382,7 @@ static rd_kafka_t *new_consumer(struct proc_loop *l, struct cm_err *err)
     return rk;
 }
 
-/* transactional.id (also the consumer's group.instance.id): KAFKA_TRANSACTIONAL_ID when set, else
+/* transactional.id: KAFKA_TRANSACTIONAL_ID when set, else
  * "auren-processor-<group>-<host>". It must be stable across restarts of one instance (the new
  * producer then fences the crashed one and aborts its open transaction at once) and unique among
  * live instances. */
