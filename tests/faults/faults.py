@@ -19,8 +19,8 @@ and checks that every attempt that did not end in a 2xx got a non-2xx status or 
 (never a silent drop). The table goes to --out (Markdown) and, with --readme, between the
 markers of the README's reliability section.
 
-Run through `make test-faults` (full profile) or the short profile in `make test`; the stack must
-be up (`make up`) and is restored after every scenario.
+Run through `make test-faults` (writes the table) or `make test`; `--profile short` is a quicker
+subset. The stack must be up (`make up`); every component is running again after each scenario.
 """
 
 import argparse
