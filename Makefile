@@ -18,6 +18,7 @@ export BUILD_DIR
 .PHONY: deps build up down status reset run test test-unit test-e2e asan clean unit-tests e2e-tests
 .PHONY: bench bench-quick
 .PHONY: test-ops ops-tests
+.PHONY: test-faults fault-tests
 
 deps:
 	@scripts/deps.sh
@@ -47,7 +48,7 @@ run: up
 	@test -f scripts/demo.py || { echo "make run: scripts/demo.py is missing" >&2; exit 1; }
 	@set -a && . config/local.env && set +a && $(PYTHON) scripts/demo.py
 
-test: deps build up unit-tests e2e-tests ops-tests bench-quick
+test: deps build up unit-tests e2e-tests ops-tests fault-tests bench-quick
 
 test-unit: build unit-tests
 
@@ -85,6 +86,19 @@ bench: deps build up
 
 bench-quick: deps build up
 	@$(PYTHON) bench/bench.py --profile quick
+
+# Fault injection under load (tests/faults/faults.py): kill -9 and restart each component, stop
+# Kafka 60 s; reconcile 2xx'd webhooks against PostgreSQL (about 4 minutes), then a DLQ replay.
+# `make test` runs it too; `make test-faults` also writes tests/faults/RESULTS.md and the README's
+# table.
+test-faults: up
+	@set -a && . config/local.env && set +a && $(PYTHON) tests/faults/faults.py --profile full \
+	    --out tests/faults/RESULTS.md --readme README.md
+	@set -a && . config/local.env && set +a && $(PYTHON) tests/faults/dlq_replay.py
+
+fault-tests:
+	@set -a && . config/local.env && set +a && $(PYTHON) tests/faults/faults.py --profile full
+	@set -a && . config/local.env && set +a && $(PYTHON) tests/faults/dlq_replay.py
 
 asan: deps
 	@if [ ! -f build-asan/build.ninja ]; then cmake --preset asan >/dev/null; fi

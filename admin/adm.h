@@ -117,5 +117,13 @@ enum cm_rc adm_conn_set_tokens(PGconn *pg, const struct cm_vault *v, const char 
  * loaded are counted in *missing and left as they are. */
 enum cm_rc adm_keys_rotate(PGconn *pg, const struct cm_vault *v, size_t *rotated, size_t *missing,
                            struct cm_err *err);
+/* ---- adm_dlq.c: the dead-letter topic ---- */
+
+/* Print per stage and reason: total dead letters, how many are pending replay, oldest and newest
+ * age. Never prints a payload, key or id. */
+enum cm_rc adm_dlq_list(const char *brokers, FILE *out, struct cm_err *err);
+/* Re-produce every pending dead letter's original record to its source topic, exactly once
+ * (Kafka transactions that also move the replay cursor); prints a one-line summary. */
+enum cm_rc adm_dlq_replay(const char *brokers, FILE *out, struct cm_err *err);
 
 #endif

@@ -13,6 +13,7 @@
 #include "cm/cfg.h"
 #include "cm/log.h"
 #include "cm/vault.h"
+#include "cm/records.h"
 
 #ifndef AUREN_SOURCE_DIR
 #error "AUREN_SOURCE_DIR must be defined by the build"
@@ -37,6 +38,10 @@ static const char usage_text[] =
     "  auren-admin connections revoke --vendor V --vendor-user-id X\n"
     "  auren-admin keys rotate\n"
     "      Re-seal every stored token under the first (active) TOKEN_ENCRYPTION_KEYS key.\n"
+    "  auren-admin dlq list\n"
+    "      Dead letters per stage and reason: total, pending replay, oldest and newest age.\n"
+    "  auren-admin dlq replay\n"
+    "      Send each pending dead letter's record back to its source topic, exactly once.\n"
     "  auren-admin --help\n"
     "\n"
     "Environment (NAME_FILE reads NAME from a file):\n"
@@ -514,6 +519,34 @@ static int cmd_keys(int argc, char **argv)
     return status;
 }
 
+static int cmd_dlq(int argc, char **argv)
+{
+    const char *sub = argc >= 2 ? argv[1] : "";
+    struct cm_err err = { { 0 } };
+    char *brokers;
+    enum cm_rc rc;
+
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        fputs(usage_text, stdout);
+        return ADM_EXIT_OK;
+    }
+    if (strcmp(sub, "list") != 0 && strcmp(sub, "replay") != 0) {
+        return usage_error("dlq: expected list or replay");
+    }
+    if (argc > 2) {
+        return usage_error("dlq %s: unexpected argument '%s'", sub, argv[2]);
+    }
+    brokers = env_or("KAFKA_BROKERS", ADM_DEFAULT_KAFKA_BROKERS);
+    if (brokers == NULL) {
+        return ADM_EXIT_USAGE;
+    }
+    cm_records_init();
+    rc = strcmp(sub, "list") == 0 ? adm_dlq_list(brokers, stdout, &err)
+                                  : adm_dlq_replay(brokers, stdout, &err);
+    free(brokers);
+    return rc == CM_OK ? ADM_EXIT_OK : fail(&err);
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc >= 2 ? argv[1] : NULL;
@@ -537,6 +570,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "keys") == 0) {
         return cmd_keys(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "dlq") == 0) {
+        return cmd_dlq(argc - 1, argv + 1);
     }
     return usage_error("unknown command '%s'", cmd);
 }

@@ -17,6 +17,8 @@ struct gw_cfg {
     long max_in_flight;
     long tolerance_s;
     long delivery_timeout_ms;
+    char *spool_dir;        /* "" disables the spool (then Kafka down means 503) */
+    size_t spool_max_bytes;
 
     /* Per-vendor secrets; an empty string means "not configured" (the vendor answers 404). */
     char *secret_whoop;

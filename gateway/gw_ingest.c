@@ -1,6 +1,12 @@
-/* librdkafka producer for biometric.raw.v1. Messages are produced without copying (the request
- * owns the encoded value until its delivery report) and never flushed per request; a dedicated
- * thread runs rd_kafka_poll() so delivery reports resume suspended HTTP requests promptly.
+/* librdkafka producer for biometric.raw.v1, backed by the durable spool (gw_spool.h). Messages are
+ * produced without copying (the request owns the encoded value until its delivery report) and
+ * never flushed per request; a dedicated thread runs rd_kafka_poll() so delivery reports resume
+ * suspended HTTP requests promptly. With a spool, a record goes to the spool instead of Kafka
+ * when no broker is up or older records still wait there (so the accepted order is kept), when
+ * the produce queue refuses it, or when its delivery fails (any rd_kafka_message_status: what may
+ * have been persisted is replayed anyway, the pipeline is idempotent on event_id); the request
+ * is answered from the spool's fsync. message.timeout.ms is then shorter than
+ * DELIVERY_TIMEOUT_MS, leaving time for that fallback before the request's deadline.
  * Readiness comes from the statistics callback (brokers in state UP), so /readyz never blocks
  * on the network. Library logs go through cm_log (cm_kafka_conf_new). */
 #include "gw_ingest.h"
@@ -15,8 +21,11 @@
 #include "cm/log.h"
 #include "gw_cfg.h"
 #include "gw_metrics.h"
+#include "gw_spool.h"
 
 #define STATS_INTERVAL_MS "1000"
+#define SPOOL_MARGIN_MS 1000 /* of DELIVERY_TIMEOUT_MS kept for the spool fallback */
+#define SPOOL_SYNC_MS 5000   /* shutdown: longest wait for the last spool writes */
 
 struct gw_ingest {
     rd_kafka_t *rk;
@@ -29,19 +38,95 @@ struct gw_ingest {
     atomic_bool stop;
     atomic_int brokers_up; /* -1 until the first statistics arrive */
     atomic_bool fatal;
+    struct gw_spool *spool;  /* NULL when SPOOL_DIR is empty */
+    char replay_tag;         /* its address marks the replayer's messages */
 };
+
+/* Permanent delivery errors: the record itself is refused, replaying it cannot help. */
+static bool permanent_error(rd_kafka_resp_err_t e)
+{
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* A request's record went to the spool: answer it from the fsync. */
+struct spooled {
+    struct gw_ingest *ing;
+    void *opaque;
+};
+
+static void on_spooled(void *arg, bool durable)
+{
+    struct spooled *sp = arg;
+
+    sp->ing->on_delivery(sp->opaque, durable ? RD_KAFKA_RESP_ERR_NO_ERROR
+                                             : RD_KAFKA_RESP_ERR__FAIL);
+    free(sp);
+}
+
+/* CM_OK: the spool owns the answer (on_delivery follows from the writer thread). */
+static enum cm_rc spool_record(struct gw_ingest *ing, const char *key, const void *value,
+                               size_t len, void *opaque, struct cm_err *err)
+{
+    struct spooled *sp = cm_xmalloc(sizeof(*sp));
+    enum cm_rc rc;
+
+    sp->ing = ing;
+    sp->opaque = opaque;
+    rc = gw_spool_append(ing->spool, key, value, len, on_spooled, sp, err);
+    if (rc != CM_OK) {
+        free(sp);
+    }
+    return rc;
+}
 
 static void on_delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
     struct gw_ingest *ing = opaque;
+    rd_kafka_msg_status_t status;
+    char key[256];
+    struct cm_err err = {{0}};
 
     (void)rk;
-    if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        cm_metric_inc(gw_metrics.produce_errors, msg->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT
-                                                     ? "delivery_timeout"
-                                                     : "delivery_failed");
-        cm_log_warn("kafka.delivery_failed", "topic=%s err=%s", CM_TOPIC_RAW,
-                    rd_kafka_err2name(msg->err));
+    if (msg->_private == &ing->replay_tag) {
+        if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            cm_metric_inc(gw_metrics.produce_errors, "replay_failed");
+        }
+        gw_spool_replay_report(ing->spool, msg->err == RD_KAFKA_RESP_ERR_NO_ERROR);
+        return;
+    }
+    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        ing->on_delivery(msg->_private, msg->err);
+        return;
+    }
+    cm_metric_inc(gw_metrics.produce_errors, msg->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT
+                                                 ? "delivery_timeout"
+                                                 : "delivery_failed");
+    status = rd_kafka_message_status(msg);
+    cm_metric_inc(gw_metrics.delivery_status, status == RD_KAFKA_MSG_STATUS_NOT_PERSISTED
+                                                  ? "not_persisted"
+                                                  : status == RD_KAFKA_MSG_STATUS_PERSISTED
+                                                        ? "persisted"
+                                                        : "possibly_persisted");
+    cm_log_warn("kafka.delivery_failed", "topic=%s err=%s status=%d", CM_TOPIC_RAW,
+                rd_kafka_err2name(msg->err), (int)status);
+    if (ing->spool != NULL && !permanent_error(msg->err) && msg->key_len < sizeof(key)) {
+        /* The value is still the request's (borrowed until on_delivery); the spool copies it. */
+        memcpy(key, msg->key, msg->key_len);
+        key[msg->key_len] = '\0';
+        if (spool_record(ing, key, msg->payload, msg->len, msg->_private, &err) == CM_OK) {
+            return;
+        }
+        cm_log_warn("spool.append_refused", "reason=%s", err.msg);
     }
     ing->on_delivery(msg->_private, msg->err);
 }
@@ -112,6 +197,15 @@ static enum cm_rc set_default(rd_kafka_conf_t *conf, const char *prop, const cha
     return cm_kafka_set(conf, prop, value, err);
 }
 
+/* With a spool the broker gets DELIVERY_TIMEOUT_MS minus a margin (at least half of it): a
+ * record Kafka could not take in time still reaches the spool before the request's deadline. */
+static long spool_message_timeout(long delivery_timeout_ms)
+{
+    long t = delivery_timeout_ms - SPOOL_MARGIN_MS;
+
+    return t < delivery_timeout_ms / 2 ? delivery_timeout_ms / 2 : t;
+}
+
 static rd_kafka_conf_t *build_conf(const struct gw_cfg *cfg, const char *const *props,
                                    struct gw_ingest *ing, struct cm_err *err)
 {
@@ -121,7 +215,9 @@ static rd_kafka_conf_t *build_conf(const struct gw_cfg *cfg, const char *const *
     if (conf == NULL) {
         return NULL;
     }
-    snprintf(timeout, sizeof(timeout), "%ld", cfg->delivery_timeout_ms);
+    snprintf(timeout, sizeof(timeout), "%ld",
+             gw_cfg_is_set(cfg->spool_dir) ? spool_message_timeout(cfg->delivery_timeout_ms)
+                                           : cfg->delivery_timeout_ms);
     /* Overridable: batching and compression. Fixed: durability, the single-report guarantee
      * and the statistics readiness depends on. linger.ms 0: every request waits for its ack,
      * and records still batch while a produce request is in flight (bench/: 0 beat 5). */
@@ -146,6 +242,33 @@ static rd_kafka_conf_t *build_conf(const struct gw_cfg *cfg, const char *const *
     rd_kafka_conf_set_stats_cb(conf, on_stats);
     rd_kafka_conf_set_opaque(conf, ing);
     return conf;
+}
+
+/* Replayer: produce one spooled record (copied: the segment buffer is the replayer's). */
+static enum cm_rc replay_produce(void *arg, const char *key, size_t keylen, const void *value,
+                                 size_t len)
+{
+    struct gw_ingest *ing = arg;
+    rd_kafka_resp_err_t e;
+
+    if (atomic_load(&ing->fatal)) {
+        return CM_FATAL;
+    }
+    e = rd_kafka_producev(ing->rk, RD_KAFKA_V_RKT(ing->rkt), RD_KAFKA_V_KEY(key, keylen),
+                          RD_KAFKA_V_VALUE((void *)(uintptr_t)value, len),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_OPAQUE(&ing->replay_tag), RD_KAFKA_V_END);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return CM_OK;
+    }
+    return e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? CM_RETRY : CM_FATAL;
+}
+
+static bool replay_ready(void *arg)
+{
+    struct gw_ingest *ing = arg;
+
+    return atomic_load(&ing->brokers_up) > 0 && !atomic_load(&ing->fatal);
 }
 
 struct gw_ingest *gw_ingest_new(const struct gw_cfg *cfg, const char *const *props,
@@ -179,11 +302,21 @@ struct gw_ingest *gw_ingest_new(const struct gw_cfg *cfg, const char *const *pro
                    rd_kafka_err2str(rd_kafka_last_error()));
         goto fail;
     }
+    if (gw_cfg_is_set(cfg->spool_dir)) {
+        ing->spool = gw_spool_open(cfg->spool_dir, cfg->spool_max_bytes, err);
+        if (ing->spool == NULL) {
+            goto fail;
+        }
+    }
     if (pthread_create(&ing->poller, NULL, poll_main, ing) != 0) {
         cm_err_set(err, CM_FATAL, "cannot start the kafka poll thread");
         goto fail;
     }
     ing->poller_running = true;
+    if (ing->spool != NULL &&
+        gw_spool_start_replayer(ing->spool, replay_produce, replay_ready, ing, err) != CM_OK) {
+        goto fail;
+    }
     return ing;
 fail:
     gw_ingest_free(ing);
@@ -200,6 +333,12 @@ enum cm_rc gw_ingest_send(struct gw_ingest *ing, const char *key, const void *va
         cm_metric_inc(gw_metrics.produce_errors, "producer_fatal");
         return cm_err_set(err, CM_FATAL, "producer_fatal");
     }
+    /* No broker up (known from the statistics), or records still queued in the spool: the spool
+     * answers now, and keeps the order in which records were accepted. */
+    if (ing->spool != NULL &&
+        (atomic_load(&ing->brokers_up) == 0 || gw_spool_backlog(ing->spool))) {
+        return spool_record(ing, key, value, len, opaque, err);
+    }
     e = rd_kafka_producev(ing->rk, RD_KAFKA_V_RKT(ing->rkt),
                           RD_KAFKA_V_KEY(key, strlen(key)),
                           RD_KAFKA_V_VALUE((void *)(uintptr_t)value, len),
@@ -208,6 +347,11 @@ enum cm_rc gw_ingest_send(struct gw_ingest *ing, const char *key, const void *va
         return CM_OK;
     }
     rc = cm_kafka_classify(e);
+    if (ing->spool != NULL && !permanent_error(e) && rc != CM_FATAL) {
+        cm_metric_inc(gw_metrics.produce_errors,
+                      e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? "queue_full" : "produce_failed");
+        return spool_record(ing, key, value, len, opaque, err);
+    }
     if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         cm_metric_inc(gw_metrics.produce_errors, "queue_full");
         return cm_err_set(err, CM_RETRY, "queue_full");
@@ -225,6 +369,9 @@ bool gw_ingest_ready(struct gw_ingest *ing, const char **reason)
         *reason = "kafka producer failed";
         return false;
     }
+    if (up <= 0 && ing->spool != NULL && up == 0) {
+        return true; /* accepting into the spool; /metrics shows its depth */
+    }
     if (up <= 0) {
         *reason = up < 0 ? "kafka connecting" : "no kafka broker reachable";
         return false;
@@ -239,7 +386,11 @@ bool gw_ingest_failed(struct gw_ingest *ing)
 
 void gw_ingest_stop_poller(struct gw_ingest *ing)
 {
-    if (ing == NULL || !ing->poller_running) {
+    if (ing == NULL) {
+        return;
+    }
+    gw_spool_stop_replayer(ing->spool);
+    if (!ing->poller_running) {
         return;
     }
     atomic_store(&ing->stop, true);
@@ -256,13 +407,16 @@ int gw_ingest_flush(struct gw_ingest *ing, int timeout_ms)
 void gw_ingest_purge(struct gw_ingest *ing)
 {
     if (rd_kafka_outq_len(ing->rk) == 0) {
+        gw_spool_sync(ing->spool, SPOOL_SYNC_MS);
         return;
     }
     rd_kafka_purge(ing->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    /* Serve the purge reports so every opaque is released exactly once. */
+    /* Serve the purge reports so every opaque is released exactly once; with a spool they are
+     * appended there, and answered once the writer has synced them. */
     for (int i = 0; i < 50 && rd_kafka_outq_len(ing->rk) > 0; i++) {
         rd_kafka_poll(ing->rk, 20);
     }
+    gw_spool_sync(ing->spool, SPOOL_SYNC_MS);
 }
 
 rd_kafka_t *gw_ingest_handle(struct gw_ingest *ing)
@@ -282,5 +436,6 @@ void gw_ingest_free(struct gw_ingest *ing)
     if (ing->rk != NULL) {
         rd_kafka_destroy(ing->rk);
     }
+    gw_spool_close(ing->spool);
     free(ing);
 }

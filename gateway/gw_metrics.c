@@ -50,6 +50,22 @@ void gw_metrics_init(void)
     gw_metrics.rejected = cm_metric_counter("auren_gateway_rejected_total",
                                             "Webhooks answered with an error, by reason", 2,
                                             "vendor", "reason");
+    gw_metrics.spool_bytes = cm_metric_gauge("auren_gateway_spool_bytes",
+                                             "Bytes in the spool (queued and on disk)", 0);
+    gw_metrics.spool_records = cm_metric_gauge("auren_gateway_spool_records",
+                                               "Records in the spool not yet replayed to Kafka", 0);
+    gw_metrics.spool_appends = cm_metric_counter(
+        "auren_gateway_spool_appends_total",
+        "Records offered to the spool: written (fsync'ed), failed, full, closed, refused", 1,
+        "outcome");
+    gw_metrics.spool_replayed = cm_metric_counter("auren_gateway_spool_replayed_total",
+                                                  "Spooled records delivered to Kafka", 0);
+    gw_metrics.spool_torn = cm_metric_counter("auren_gateway_spool_torn_tails_total",
+                                              "Torn segment tails cut at start-up", 0);
+    gw_metrics.delivery_status = cm_metric_counter(
+        "auren_gateway_delivery_failures_total",
+        "Failed deliveries by rd_kafka_message_status (not_persisted, possibly_persisted)", 1,
+        "status");
     cm_metric_gauge_fn("auren_gateway_in_flight", "Webhook requests being handled", read_in_flight,
                        NULL);
     gw_metrics.in_flight_limit =

@@ -15,6 +15,12 @@ struct gw_metrics {
     struct cm_metric *produce_errors;     /* auren_gateway_kafka_produce_errors_total{reason} */
     struct cm_metric *rejected;           /* auren_gateway_rejected_total{vendor,reason} */
     struct cm_metric *in_flight_limit;    /* auren_gateway_in_flight_limit (MAX_CONCURRENT_WEBHOOKS) */
+    struct cm_metric *spool_bytes;        /* auren_gateway_spool_bytes */
+    struct cm_metric *spool_records;      /* auren_gateway_spool_records */
+    struct cm_metric *spool_appends;      /* auren_gateway_spool_appends_total{outcome} */
+    struct cm_metric *spool_replayed;     /* auren_gateway_spool_replayed_total */
+    struct cm_metric *spool_torn;         /* auren_gateway_spool_torn_tails_total */
+    struct cm_metric *delivery_status;    /* auren_gateway_delivery_failures_total{status} */
 };
 
 extern struct gw_metrics gw_metrics;

@@ -151,8 +151,8 @@ void gw_server_shutdown(struct gw_server *srv)
     if (srv->ing != NULL) {
         gw_ingest_stop_poller(srv->ing);
         left = gw_ingest_flush(srv->ing, FLUSH_TIMEOUT_MS);
+        gw_ingest_purge(srv->ing); /* with a spool, purged records are spooled and answered */
         aborted = gw_request_abort_waiting(&srv->ctx);
-        gw_ingest_purge(srv->ing);
     }
     if (srv->d != NULL) {
         wait_in_flight(&srv->ctx, REPLY_WAIT_MS);

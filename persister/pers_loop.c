@@ -207,11 +207,33 @@ struct store_ctx {
     struct pers_store_stats *st;
     const struct cm_biometric_event **evs;
     int64_t *received;
+    const char *group;                 /* offsets ride along with the first transaction */
+    const struct pers_pg_offset *offs; /* NULL once that transaction was tried */
+    size_t n_offs;
 };
+
+/* The batch's offsets as consumer_offsets rows; returns new (free), NULL when there are none. */
+static struct pers_pg_offset *batch_pg_offsets(const struct pers_batch *b, size_t *n)
+{
+    struct pers_pg_offset *offs;
+
+    *n = b->n_marks;
+    if (b->n_marks == 0) {
+        return NULL;
+    }
+    offs = cm_xmalloc(b->n_marks * sizeof(*offs));
+    for (size_t i = 0; i < b->n_marks; i++) {
+        offs[i].topic = b->marks[i].topic;
+        offs[i].partition = b->marks[i].partition;
+        offs[i].next_offset = b->marks[i].offset + 1;
+    }
+    return offs;
+}
 
 static enum cm_rc store_range(struct store_ctx *c, const size_t *idx, size_t n, struct cm_err *err)
 {
     struct pers_pg_outcome out;
+    const struct pers_pg_offset *offs = c->offs;
     enum cm_rc rc;
     size_t mid;
 
@@ -219,7 +241,15 @@ static enum cm_rc store_range(struct store_ctx *c, const size_t *idx, size_t n, 
         c->evs[i] = &c->b->rows[idx[i]].ev;
     }
     c->st->transactions++;
-    rc = pers_pg_store(c->pg, c->evs, n, c->received, &out, err);
+    c->offs = NULL; /* only the transaction covering every remaining row carries them */
+    rc = pers_pg_store_with_offsets(c->pg, c->evs, n, c->received, c->group, offs,
+                                    offs != NULL ? c->n_offs : 0, &out, err);
+    if (rc == CM_OK && offs != NULL) {
+        c->st->offsets_stored = true;
+    }
+    if (rc != CM_OK && rc != CM_INVALID) {
+        c->offs = offs; /* nothing committed: the retry tries the whole batch again */
+    }
     if (rc == CM_OK) {
         int64_t commit_us = cm_now_us();
         size_t changed = out.inserted + out.tombstoned;
@@ -257,11 +287,12 @@ static enum cm_rc store_range(struct store_ctx *c, const size_t *idx, size_t n, 
     return store_range(c, idx + mid, n - mid, err);
 }
 
-enum cm_rc pers_batch_store(struct pers_pg *pg, struct pers_batch *b,
+enum cm_rc pers_batch_store(struct pers_pg *pg, struct pers_batch *b, const char *group,
                             const struct pers_store_hooks *hooks, struct pers_store_stats *st,
                             struct cm_err *err)
 {
-    struct store_ctx c = { .pg = pg, .b = b, .hooks = hooks, .st = st };
+    struct store_ctx c = { .pg = pg, .b = b, .hooks = hooks, .st = st, .group = group };
+    struct pers_pg_offset *offs = NULL;
     size_t *idx;
     size_t n = 0;
     enum cm_rc rc = CM_OK;
@@ -275,6 +306,10 @@ enum cm_rc pers_batch_store(struct pers_pg *pg, struct pers_batch *b,
             idx[n++] = i;
         }
     }
+    if (group != NULL && st->rejected == 0) {
+        offs = batch_pg_offsets(b, &c.n_offs);
+        c.offs = offs;
+    }
     if (n > 0) {
         c.evs = cm_xmalloc(n * sizeof(*c.evs));
         c.received = cm_xmalloc(n * sizeof(*c.received));
@@ -282,7 +317,23 @@ enum cm_rc pers_batch_store(struct pers_pg *pg, struct pers_batch *b,
         free(c.evs);
         free(c.received);
     }
+    free(offs);
     free(idx);
+    return rc;
+}
+
+enum cm_rc pers_batch_store_offsets(struct pers_pg *pg, const struct pers_batch *b,
+                                    const char *group, struct cm_err *err)
+{
+    struct pers_pg_outcome out;
+    size_t n_offs;
+    struct pers_pg_offset *offs = batch_pg_offsets(b, &n_offs);
+    enum cm_rc rc = CM_OK;
+
+    if (offs != NULL) {
+        rc = pers_pg_store_with_offsets(pg, NULL, 0, NULL, group, offs, n_offs, &out, err);
+    }
+    free(offs);
     return rc;
 }
 
@@ -400,6 +451,47 @@ static void log_partitions(const char *event, const rd_kafka_topic_partition_lis
     cm_log_info(event, "count=%d partitions=%s", parts->cnt, text);
 }
 
+static void hook_pg_error(void *arg, const struct pers_pg_outcome *why);
+
+/* Start each newly assigned partition at the offset stored with the rows (consumer_offsets).
+ * Without an answer from PostgreSQL the group's committed offsets apply: they never pass the
+ * stored ones (Kafka commits after the database), so the worst case is an idempotent re-read. */
+static void seek_to_stored(struct pers_loop *l, rd_kafka_topic_partition_list_t *parts)
+{
+    struct pers_pg_outcome out;
+    struct cm_err err = {{0}};
+    int32_t *ids;
+    int64_t *next;
+    size_t n = (size_t)parts->cnt;
+    size_t found = 0;
+
+    if (n == 0) {
+        return;
+    }
+    ids = cm_xmalloc(n * sizeof(*ids));
+    next = cm_xmalloc(n * sizeof(*next));
+    for (size_t i = 0; i < n; i++) {
+        ids[i] = parts->elems[i].partition;
+    }
+    if (pers_pg_load_offsets(l->pg, l->cfg->group_id, CM_TOPIC_NORMALIZED, ids, next, n, &out,
+                             &err) != CM_OK) {
+        hook_pg_error(l, &out);
+        cm_log_warn("offsets.load_failed", "partitions=%zu fallback=kafka_committed", n);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            if (next[i] >= 0 && strcmp(parts->elems[i].topic, CM_TOPIC_NORMALIZED) == 0) {
+                parts->elems[i].offset = next[i];
+                found++;
+                cm_log_info("offsets.seek", "partition=%d offset=%lld", (int)ids[i],
+                            (long long)next[i]);
+            }
+        }
+        cm_log_info("offsets.loaded", "partitions=%zu stored=%zu", n, found);
+    }
+    free(ids);
+    free(next);
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -410,6 +502,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
 
     if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         log_partitions("consumer.assigned", parts);
+        seek_to_stored(l, parts);
         if (cooperative) {
             error = rd_kafka_incremental_assign(rk, parts);
         } else {
@@ -587,6 +680,9 @@ static rd_kafka_t *new_consumer(struct pers_loop *l, struct cm_err *err)
         return NULL;
     }
     if (cm_kafka_set(conf, "group.id", l->cfg->group_id, err) != CM_OK ||
+        /* a crashed member's partitions move on after 10 s (not 45 s); no static membership:
+         * librdkafka 2.0 fences itself with it when the group coordinator restarts */
+        cm_kafka_set(conf, "session.timeout.ms", "10000", err) != CM_OK ||
         cm_kafka_set(conf, "isolation.level", "read_committed", err) != CM_OK ||
         cm_kafka_set(conf, "enable.auto.commit", "false", err) != CM_OK ||
         cm_kafka_set(conf, "enable.auto.offset.store", "false", err) != CM_OK ||
@@ -790,7 +886,9 @@ static void commit_offsets(struct pers_loop *l)
     rd_kafka_topic_partition_list_destroy(offs);
 }
 
-/* Write the batch, wait for its dead letters, commit its offsets. CM_RETRY keeps the batch. */
+/* Write the batch: its dead letters acknowledged first, then rows and offsets in one PostgreSQL
+ * transaction (or, after a bisection, the offsets in a transaction of their own once the new dead
+ * letters are acknowledged), then the Kafka commit. CM_RETRY keeps the batch. */
 static enum cm_rc write_batch(struct pers_loop *l)
 {
     struct pers_store_hooks hooks = { .reject = hook_reject, .committed = hook_committed,
@@ -804,13 +902,25 @@ static enum cm_rc write_batch(struct pers_loop *l)
     enum cm_rc rc;
 
     memset(&st, 0, sizeof(st));
-    rc = pers_batch_store(l->pg, &l->batch, &hooks, &st, &err);
+    rc = wait_dead_letters(l, failed_before, &err);
+    if (rc == CM_OK) {
+        rc = pers_batch_store(l->pg, &l->batch, l->cfg->group_id, &hooks, &st, &err);
+        if (rc == CM_RETRY) {
+            atomic_store(&l->pg_ok, false);
+        }
+    }
+    if (rc == CM_OK && !st.offsets_stored) {
+        rc = wait_dead_letters(l, failed_before, &err);
+        if (rc == CM_OK) {
+            rc = pers_batch_store_offsets(l->pg, &l->batch, l->cfg->group_id, &err);
+            if (rc == CM_RETRY) {
+                atomic_store(&l->pg_ok, false);
+            }
+        }
+    }
     if (rc == CM_OK) {
         atomic_store(&l->pg_ok, true);
         l->last_pg_us = cm_mono_us();
-        rc = wait_dead_letters(l, failed_before, &err);
-    } else if (rc == CM_RETRY) {
-        atomic_store(&l->pg_ok, false);
     }
     cm_metric_add(m_inserted, (double)st.inserted);
     cm_metric_add(m_duplicate, (double)st.duplicates);

@@ -3,9 +3,13 @@
  *
  * A batch collects consumed messages: decodable ones become rows, undecodable ones are sent to the
  * DLQ and only their offsets are kept. A batch is written when it holds PERSISTER_BATCH_MAX
- * messages or PERSISTER_BATCH_MS after its first one; the Kafka offsets (per partition: highest
- * consumed offset + 1) are committed only after the database COMMIT and after every DLQ record of
- * the batch is acknowledged, so offsets never pass a row that is not durable somewhere.
+ * messages or PERSISTER_BATCH_MS after its first one. Exactly once: the batch's rows and its
+ * consumer offsets (per partition: highest consumed offset + 1, table consumer_offsets) commit in
+ * the same PostgreSQL transaction, and on partition assignment the consumer seeks to the stored
+ * offsets. Dead letters of the batch are acknowledged by Kafka before that transaction, so an
+ * offset never passes a record that is not durable somewhere. Kafka's committed offsets follow
+ * after the database COMMIT (for lag tools, and as the fallback when PostgreSQL cannot be asked
+ * at assignment time: a re-read is absorbed by ON CONFLICT (event_id)).
  * Thread: everything here runs on the thread that calls pers_loop_run(), except
  * pers_loop_stop() (async-signal-safe) and pers_loop_ready() (the ops HTTP thread). */
 #ifndef PERS_LOOP_H
@@ -89,15 +93,22 @@ struct pers_store_stats {
     size_t tombstoned;   /* stored rows a tombstone marked deleted */
     size_t rejected;     /* rows handed to hooks->reject */
     size_t transactions; /* transactions attempted */
+    bool offsets_stored; /* the batch's offsets committed with its rows (see pers_batch_store) */
 };
 
-/* Write the rows of `b` not yet done. When PostgreSQL rejects the data (CM_INVALID) the rows are
- * bisected into smaller transactions until each rejected row stands alone and goes to
- * hooks->reject; the rest commit. CM_RETRY (connection lost) / CM_FATAL stop the walk: rows that
- * did commit are marked done, so the retry writes only the rest. `st` accumulates. */
-enum cm_rc pers_batch_store(struct pers_pg *pg, struct pers_batch *b,
+/* Write the rows of `b` not yet done. When `group` is not NULL the batch's offsets go into the
+ * same transaction (st->offsets_stored) - unless PostgreSQL rejects the data (CM_INVALID): then
+ * the rows are bisected into smaller transactions until each rejected row stands alone and goes
+ * to hooks->reject, the rest commit, and the offsets are left to the caller
+ * (pers_batch_store_offsets, once the dead letters are acknowledged). CM_RETRY (connection lost) /
+ * CM_FATAL stop the walk: rows that did commit are marked done, so the retry writes only the
+ * rest. `st` accumulates. */
+enum cm_rc pers_batch_store(struct pers_pg *pg, struct pers_batch *b, const char *group,
                             const struct pers_store_hooks *hooks, struct pers_store_stats *st,
                             struct cm_err *err);
+/* Commit the batch's offsets of `group` alone, in one transaction. */
+enum cm_rc pers_batch_store_offsets(struct pers_pg *pg, const struct pers_batch *b,
+                                    const char *group, struct cm_err *err);
 
 struct pers_loop;
 

@@ -6,6 +6,7 @@
 #include "pers_pg.h"
 
 #include <libpq-fe.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,6 +41,16 @@ static const char sql_insert[] =
 static const char sql_tombstone[] =
     "UPDATE biometric_events b SET deleted = true FROM staging s "
     "WHERE s.event_id = b.event_id AND s.deleted AND NOT b.deleted";
+
+/* Rows and offsets share a transaction; an offset only moves to what this batch consumed. */
+static const char sql_offsets_upsert[] =
+    "INSERT INTO consumer_offsets (consumer_group, topic, kafka_partition, next_offset) "
+    "VALUES ($1, $2, $3::integer, $4::bigint) "
+    "ON CONFLICT (consumer_group, topic, kafka_partition) "
+    "DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()";
+static const char sql_offsets_load[] =
+    "SELECT kafka_partition, next_offset FROM consumer_offsets "
+    "WHERE consumer_group = $1 AND topic = $2";
 
 /* ---- binary COPY encoding ---- */
 
@@ -413,22 +424,53 @@ static enum cm_rc mark_tombstones(struct pers_pg *pg, struct pers_pg_outcome *ou
     return CM_OK;
 }
 
+/* Upsert one consumer_offsets row per partition (inside the caller's transaction). */
+static enum cm_rc upsert_offsets(struct pers_pg *pg, const char *group,
+                                 const struct pers_pg_offset *offs, size_t n_offs,
+                                 struct pers_pg_outcome *out, struct cm_err *err)
+{
+    for (size_t i = 0; i < n_offs; i++) {
+        char part[16], next[24];
+        const char *params[4] = { group, offs[i].topic, part, next };
+        PGresult *res;
+
+        snprintf(part, sizeof(part), "%d", (int)offs[i].partition);
+        snprintf(next, sizeof(next), "%lld", (long long)offs[i].next_offset);
+        res = PQexecParams(pg->conn, sql_offsets_upsert, 4, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            return fail(pg, res, "offsets", out, err);
+        }
+        PQclear(res);
+    }
+    return CM_OK;
+}
+
 enum cm_rc pers_pg_store(struct pers_pg *pg, const struct cm_biometric_event *const *ev, size_t n,
                          int64_t *inserted_received_us, struct pers_pg_outcome *out,
                          struct cm_err *err)
+{
+    return pers_pg_store_with_offsets(pg, ev, n, inserted_received_us, NULL, NULL, 0, out, err);
+}
+
+enum cm_rc pers_pg_store_with_offsets(struct pers_pg *pg,
+                                      const struct cm_biometric_event *const *ev, size_t n,
+                                      int64_t *inserted_received_us, const char *group,
+                                      const struct pers_pg_offset *offs, size_t n_offs,
+                                      struct pers_pg_outcome *out, struct cm_err *err)
 {
     enum cm_rc rc = pers_pg_connect(pg, out, err);
 
     if (rc != CM_OK) {
         return rc;
     }
-    if (n == 0) {
+    if (n == 0 && n_offs == 0) {
         return CM_OK;
     }
     if ((rc = exec_ok(pg, "BEGIN", "begin", out, err)) != CM_OK ||
-        (rc = copy_rows(pg, ev, n, out, err)) != CM_OK ||
-        (rc = insert_rows(pg, inserted_received_us, n, out, err)) != CM_OK ||
-        (rc = mark_tombstones(pg, out, err)) != CM_OK) {
+        (n > 0 && (rc = copy_rows(pg, ev, n, out, err)) != CM_OK) ||
+        (n > 0 && (rc = insert_rows(pg, inserted_received_us, n, out, err)) != CM_OK) ||
+        (n > 0 && (rc = mark_tombstones(pg, out, err)) != CM_OK) ||
+        (n_offs > 0 && (rc = upsert_offsets(pg, group, offs, n_offs, out, err)) != CM_OK)) {
         out->inserted = 0;
         out->tombstoned = 0;
         return rc;
@@ -439,5 +481,37 @@ enum cm_rc pers_pg_store(struct pers_pg *pg, const struct cm_biometric_event *co
         out->tombstoned = 0;
         return rc;
     }
+    return CM_OK;
+}
+
+enum cm_rc pers_pg_load_offsets(struct pers_pg *pg, const char *group, const char *topic,
+                                const int32_t *partitions, int64_t *next, size_t n,
+                                struct pers_pg_outcome *out, struct cm_err *err)
+{
+    const char *params[2] = { group, topic };
+    enum cm_rc rc = pers_pg_connect(pg, out, err);
+    PGresult *res;
+
+    if (rc != CM_OK) {
+        return rc;
+    }
+    res = PQexecParams(pg->conn, sql_offsets_load, 2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        return fail(pg, res, "load_offsets", out, err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        next[i] = -1;
+    }
+    for (int r = 0; r < PQntuples(res); r++) {
+        long part = strtol(PQgetvalue(res, r, 0), NULL, 10);
+        long long off = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+
+        for (size_t i = 0; i < n; i++) {
+            if (partitions[i] == part) {
+                next[i] = (int64_t)off;
+            }
+        }
+    }
+    PQclear(res);
     return CM_OK;
 }

@@ -55,6 +55,29 @@ enum cm_rc pers_pg_store(struct pers_pg *pg, const struct cm_biometric_event *co
                          int64_t *inserted_received_us, struct pers_pg_outcome *out,
                          struct cm_err *err);
 
+/* The position of one consumed partition: the offset of the next message to read. */
+struct pers_pg_offset {
+    const char *topic;
+    int32_t partition;
+    int64_t next_offset;
+};
+
+/* Like pers_pg_store, and in the same transaction upsert the consumer_offsets rows of `group`
+ * for the `n_offs` partitions in `offs` (borrowed), so rows and offsets commit together. With
+ * n == 0 the transaction holds only the offsets; with n_offs == 0 it is pers_pg_store. */
+enum cm_rc pers_pg_store_with_offsets(struct pers_pg *pg,
+                                      const struct cm_biometric_event *const *ev, size_t n,
+                                      int64_t *inserted_received_us, const char *group,
+                                      const struct pers_pg_offset *offs, size_t n_offs,
+                                      struct pers_pg_outcome *out, struct cm_err *err);
+
+/* Read the stored next offsets of `group` for `n` partitions of `topic`: next[i] receives the
+ * offset stored for partitions[i], or -1 when there is none. CM_RETRY when PostgreSQL cannot
+ * answer (next is then untouched). */
+enum cm_rc pers_pg_load_offsets(struct pers_pg *pg, const char *group, const char *topic,
+                                const int32_t *partitions, int64_t *next, size_t n,
+                                struct pers_pg_outcome *out, struct cm_err *err);
+
 /* Binary COPY encoding (PostgreSQL "PGCOPY" format): the 19-byte header, one tuple of
  * PERS_COPY_NFIELDS fields per event in the column order of pers_pg_copy_columns, the trailer.
  * Appends to `out` (unbounded buffer). Thread: any. */

@@ -1,10 +1,11 @@
 /* The processor loop: one consumer (group PROCESSOR_GROUP_ID on biometric.raw.v1, read_committed,
- * manual commits) and one idempotent producer for biometric.normalized.v1, biometric.fetch.v1 and
- * biometric.dlq.v1, driven by proc_loop_run() on the main thread. See proc_loop.h for the
- * at-least-once contract. Invariants:
- * - outputs of a batch are tagged with the batch generation; a late delivery report of an
- *   abandoned batch is ignored (its record may be duplicated, never lost);
- * - offsets are committed only after every report of the batch succeeded and Redis was written;
+ * manual commits) and one transactional producer for biometric.normalized.v1, biometric.fetch.v1
+ * and biometric.dlq.v1, driven by proc_loop_run() on the main thread. See proc_loop.h for the
+ * exactly-once contract. Invariants:
+ * - a batch is one Kafka transaction: its outputs and its input offsets
+ *   (rd_kafka_send_offsets_to_transaction with the group's metadata) commit or abort together;
+ * - Redis is written only after the commit (a cache: a crash right after the commit leaves it
+ *   behind until the next write, never ahead of Kafka);
  * - rebalance callbacks run only inside rd_kafka_consumer_poll(), i.e. while a batch is being
  *   collected: messages of revoked partitions are dropped uncommitted, the rest is kept;
  * - a batch that cannot be finished is rewound with a seek; if the seek fails the loop exits so
@@ -33,6 +34,8 @@
 #define BACKOFF_MIN_MS 200
 #define BACKOFF_MAX_MS 10000
 #define SEEK_TIMEOUT_MS 10000
+#define TXN_TIMEOUT_MS 10000                 /* per transactional API call */
+#define TXN_COMMIT_TRIES 6                   /* retriable commit errors before aborting */
 #define KEY_MAX 320
 
 struct proc_loop {
@@ -45,10 +48,9 @@ struct proc_loop {
     rd_kafka_message_t **msgs; /* the batch being collected / processed */
     size_t n_msgs, cap_msgs;
 
-    uint64_t generation;       /* of the batch whose reports are counted */
-    size_t outstanding;        /* reports still expected */
-    size_t failed;
-    rd_kafka_resp_err_t first_failure;
+    bool txn_ready;            /* rd_kafka_init_transactions() succeeded */
+    bool producer_broken;      /* fatal producer error we recover from with a new producer */
+    char txn_id[160];          /* transactional.id (for logs) */
 
     struct proc_out out;
     struct cm_buf enc;
@@ -61,7 +63,8 @@ struct proc_loop {
 };
 
 static struct cm_metric *m_normalized, *m_raw, *m_dlq, *m_fetch, *m_redis_errors,
-    *m_redis_skipped, *m_batch_size, *m_batch_seconds, *m_produce_errors, *m_lag, *m_pg_errors;
+    *m_redis_skipped, *m_batch_size, *m_batch_seconds, *m_produce_errors, *m_lag, *m_pg_errors,
+    *m_txn;
 
 static const double batch_size_buckets[] = { 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000 };
 
@@ -93,6 +96,9 @@ static void register_metrics(void)
                             "Messages behind the end of the assigned partitions", 0);
     m_pg_errors = cm_metric_counter("auren_processor_pg_errors_total",
                                     "Failed PostgreSQL round trips", 0);
+    m_txn = cm_metric_counter("auren_processor_transactions_total",
+                              "Kafka transaction steps by outcome (commit ok = one batch)", 2,
+                              "step", "outcome");
 }
 
 /* ---- pure helpers ---- */
@@ -176,24 +182,25 @@ enum cm_rc proc_stats_consumer_lag(const char *json, size_t len, int64_t *lag)
 
 /* ---- librdkafka callbacks (all served on the loop thread) ---- */
 
+/* Reports only count and log: a failed delivery fails the transaction's commit, which aborts the
+ * whole batch. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
-    struct proc_loop *l = opaque;
-
+    (void)rk;
+    (void)opaque;
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         cm_metric_inc(m_produce_errors, rd_kafka_topic_name(m->rkt));
         cm_log_warn("kafka.delivery_failed", "topic=%s err=%s", rd_kafka_topic_name(m->rkt),
                     rd_kafka_err2name(m->err));
     }
-    if ((uint64_t)(uintptr_t)m->_private != l->generation || l->outstanding == 0) {
-        return; /* a report of an abandoned batch */
-    }
-    l->outstanding--;
-    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        if (l->failed++ == 0) {
-            l->first_failure = m->err;
-        }
-    }
+}
+
+/* Another live instance took our transactional.id or group.instance.id: this one must stop. */
+static bool fenced(rd_kafka_resp_err_t e)
+{
+    return e == RD_KAFKA_RESP_ERR_PRODUCER_FENCED || e == RD_KAFKA_RESP_ERR__FENCED ||
+           e == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID ||
+           e == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
 }
 
 static void on_error(rd_kafka_t *rk, int e, const char *reason, void *opaque)
@@ -205,6 +212,10 @@ static void on_error(rd_kafka_t *rk, int e, const char *reason, void *opaque)
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
 
         cm_log_error("kafka.fatal", "client=%s err=%s", rd_kafka_name(rk), rd_kafka_err2name(orig));
+        if (rk == l->producer && !fenced(orig)) {
+            l->producer_broken = true; /* e.g. a coordinator that lost our transaction */
+            return;
+        }
         snprintf(l->fatal_reason, sizeof(l->fatal_reason), "kafka fatal error: %s",
                  rd_kafka_err2name(orig));
         l->fatal = true;
@@ -338,6 +349,10 @@ static rd_kafka_t *new_consumer(struct proc_loop *l, struct cm_err *err)
         { "enable.auto.offset.store", "false" },
         { "auto.offset.reset", "earliest" },
         { "statistics.interval.ms", "5000" },
+        /* a crashed member's partitions move on after 10 s instead of the default 45 s; static
+         * membership (group.instance.id) is not used: librdkafka 2.0 fences itself with it when
+         * the group coordinator restarts */
+        { "session.timeout.ms", "10000" },
     };
     rd_kafka_conf_t *conf = cm_kafka_conf_new(l->cfg->kafka_brokers, err);
     rd_kafka_topic_partition_list_t *topics;
@@ -372,6 +387,10 @@ static rd_kafka_t *new_consumer(struct proc_loop *l, struct cm_err *err)
     return rk;
 }
 
+/* transactional.id: KAFKA_TRANSACTIONAL_ID when set, else
+ * "auren-processor-<group>-<host>". It must be stable across restarts of one instance (the new
+ * producer then fences the crashed one and aborts its open transaction at once) and unique among
+ * live instances. */
 static rd_kafka_t *new_producer(struct proc_loop *l, struct cm_err *err)
 {
     char timeout[24];
@@ -382,6 +401,8 @@ static rd_kafka_t *new_producer(struct proc_loop *l, struct cm_err *err)
         { "compression.type", "lz4" },
         { "linger.ms", "5" },
         { "message.timeout.ms", timeout },
+        { "transactional.id", l->txn_id },
+        { "transaction.timeout.ms", "60000" },
     };
     rd_kafka_conf_t *conf = cm_kafka_conf_new(l->cfg->kafka_brokers, err);
 
@@ -389,6 +410,8 @@ static rd_kafka_t *new_producer(struct proc_loop *l, struct cm_err *err)
         return NULL;
     }
     snprintf(timeout, sizeof(timeout), "%d", DELIVERY_TIMEOUT_MS);
+    cm_kafka_instance_id("KAFKA_TRANSACTIONAL_ID", "auren-processor", l->cfg->group_id, l->txn_id,
+                         sizeof(l->txn_id));
     if (set_props(conf, props, CM_ARRAY_LEN(props), err) != CM_OK) {
         rd_kafka_conf_destroy(conf);
         return NULL;
@@ -485,10 +508,9 @@ static enum cm_rc produce(struct proc_loop *l, const char *topic, const void *ke
         rd_kafka_resp_err_t e = rd_kafka_producev(
             l->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
             RD_KAFKA_V_VALUE(l->enc.data, l->enc.len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_OPAQUE((void *)(uintptr_t)l->generation), RD_KAFKA_V_END);
+            RD_KAFKA_V_END);
 
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            l->outstanding++;
             return CM_OK;
         }
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && !l->fatal) {
@@ -894,26 +916,6 @@ static rd_kafka_topic_partition_list_t *batch_offsets(const struct proc_loop *l,
     return parts;
 }
 
-static void commit_batch(struct proc_loop *l)
-{
-    rd_kafka_topic_partition_list_t *parts = batch_offsets(l, false);
-    rd_kafka_resp_err_t e = rd_kafka_commit(l->consumer, parts, 0);
-
-    /* A failed commit only means the batch may be consumed again: its outputs are idempotent. */
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        cm_log_warn("kafka.commit_failed", "partitions=%d err=%s", parts->cnt,
-                    rd_kafka_err2name(e));
-    }
-    for (int i = 0; i < parts->cnt; i++) {
-        if (parts->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            cm_log_warn("kafka.commit_failed", "partition=%" PRId32 " offset=%" PRId64 " err=%s",
-                        parts->elems[i].partition, parts->elems[i].offset,
-                        rd_kafka_err2name(parts->elems[i].err));
-        }
-    }
-    rd_kafka_topic_partition_list_destroy(parts);
-}
-
 /* Rewind the batch's partitions; on failure the loop must exit (see the file header). */
 static bool rewind_batch(struct proc_loop *l)
 {
@@ -954,27 +956,123 @@ static void backoff(struct proc_loop *l, const volatile sig_atomic_t *stop)
     l->backoff_ms = l->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : l->backoff_ms * 2;
 }
 
-/* Wait for every report of the current generation. */
-static enum cm_rc await_deliveries(struct proc_loop *l, struct cm_err *err)
+/* ---- transactions ---- */
+
+/* Map a transactional API error: fenced by a newer instance with our transactional.id ->
+ * CM_FATAL (stop); any other fatal producer error -> the producer is replaced (producer_broken)
+ * and the batch replayed; anything else -> CM_RETRY (the caller aborts and replays). */
+static enum cm_rc txn_fail(struct proc_loop *l, rd_kafka_error_t *error, const char *step,
+                           struct cm_err *err)
 {
-    int64_t deadline = cm_mono_us() / 1000 + DELIVERY_TIMEOUT_MS + FLUSH_GRACE_MS;
+    bool fatal = rd_kafka_error_is_fatal(error);
+    enum cm_rc rc = fatal && fenced(rd_kafka_error_code(error)) ? CM_FATAL : CM_RETRY;
 
-    while (l->outstanding > 0 && !l->fatal) {
-        int64_t left = deadline - cm_mono_us() / 1000;
+    cm_metric_inc(m_txn, step, fatal ? "fatal" : "failed");
+    cm_err_set(err, rc, "transaction %s: %s", step, rd_kafka_error_name(error));
+    if (rc == CM_FATAL) {
+        snprintf(l->fatal_reason, sizeof(l->fatal_reason), "transaction %s: %s", step,
+                 rd_kafka_error_name(error));
+        l->fatal = true;
+    } else if (fatal) {
+        l->producer_broken = true;
+    }
+    rd_kafka_error_destroy(error);
+    return rc;
+}
 
-        if (left <= 0) {
-            return cm_err_set(err, CM_RETRY, "delivery reports missing: %zu", l->outstanding);
-        }
-        rd_kafka_flush(l->producer, (int)(left < 100 ? left : 100));
+/* init_transactions once per producer; retried on every batch until it succeeds (the broker may
+ * be down at start). It also fences a previous incarnation and aborts its open transaction. */
+static enum cm_rc txn_init(struct proc_loop *l, struct cm_err *err)
+{
+    rd_kafka_error_t *error;
+
+    if (l->txn_ready) {
+        return CM_OK;
     }
-    if (l->fatal) {
-        return cm_err_set(err, CM_FATAL, "%s", l->fatal_reason);
+    error = rd_kafka_init_transactions(l->producer, TXN_TIMEOUT_MS);
+    if (error != NULL) {
+        return txn_fail(l, error, "init", err);
     }
-    if (l->failed > 0) {
-        return cm_err_set(err, CM_RETRY, "deliveries failed: %zu first=%s", l->failed,
-                          rd_kafka_err2name(l->first_failure));
-    }
+    l->txn_ready = true;
+    cm_log_info("kafka.transactions_ready", "transactional_id=%s", l->txn_id);
     return CM_OK;
+}
+
+/* An abort that cannot finish leaves the producer unusable: it is replaced. */
+static void txn_abort(struct proc_loop *l)
+{
+    for (int i = 0; i < 3 && !l->fatal && !l->producer_broken; i++) {
+        rd_kafka_error_t *error = rd_kafka_abort_transaction(l->producer, TXN_TIMEOUT_MS);
+
+        if (error == NULL) {
+            cm_metric_inc(m_txn, "abort", "ok");
+            return;
+        }
+        if (rd_kafka_error_is_fatal(error) || !rd_kafka_error_is_retriable(error)) {
+            struct cm_err ignored;
+            txn_fail(l, error, "abort", &ignored);
+            l->producer_broken = !l->fatal;
+            return;
+        }
+        rd_kafka_error_destroy(error);
+    }
+    l->producer_broken = !l->fatal;
+}
+
+/* Replace a broken producer: the new one's init_transactions (same transactional.id) fences the
+ * old epoch and aborts whatever it left open. CM_FATAL when a new producer cannot be made. */
+static enum cm_rc reset_producer(struct proc_loop *l, struct cm_err *err)
+{
+    cm_log_warn("kafka.producer_reset", "transactional_id=%s", l->txn_id);
+    cm_metric_inc(m_txn, "producer_reset", "ok");
+    rd_kafka_purge(l->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(l->producer, 0);
+    rd_kafka_destroy(l->producer);
+    l->txn_ready = false;
+    l->producer_broken = false;
+    l->producer = new_producer(l, err);
+    if (l->producer == NULL) {
+        snprintf(l->fatal_reason, sizeof(l->fatal_reason), "cannot recreate the producer");
+        l->fatal = true;
+        return CM_FATAL;
+    }
+    return CM_RETRY;
+}
+
+/* The batch's input offsets go into the transaction with the group's metadata (KIP-447), so a
+ * zombie member of an older generation cannot commit them. */
+static enum cm_rc txn_send_offsets(struct proc_loop *l, struct cm_err *err)
+{
+    rd_kafka_topic_partition_list_t *parts = batch_offsets(l, false);
+    rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(l->consumer);
+    rd_kafka_error_t *error;
+
+    error = rd_kafka_send_offsets_to_transaction(l->producer, parts, cgmd, TXN_TIMEOUT_MS);
+    rd_kafka_consumer_group_metadata_destroy(cgmd);
+    rd_kafka_topic_partition_list_destroy(parts);
+    return error == NULL ? CM_OK : txn_fail(l, error, "send_offsets", err);
+}
+
+/* Commit; a retriable error (broker slow or briefly away) is retried as the API allows, an error
+ * that requires an abort is returned as CM_RETRY. */
+static enum cm_rc txn_commit(struct proc_loop *l, const volatile sig_atomic_t *stop,
+                             struct cm_err *err)
+{
+    for (int i = 0; i < TXN_COMMIT_TRIES; i++) {
+        rd_kafka_error_t *error = rd_kafka_commit_transaction(l->producer, TXN_TIMEOUT_MS);
+
+        if (error == NULL) {
+            cm_metric_inc(m_txn, "commit", "ok");
+            return CM_OK;
+        }
+        if (rd_kafka_error_is_fatal(error) || rd_kafka_error_txn_requires_abort(error) ||
+            !rd_kafka_error_is_retriable(error) || *stop != 0) {
+            return txn_fail(l, error, "commit", err);
+        }
+        cm_log_warn("kafka.commit_retry", "err=%s attempt=%d", rd_kafka_error_name(error), i + 1);
+        rd_kafka_error_destroy(error);
+    }
+    return cm_err_set(err, CM_RETRY, "transaction commit: retries exhausted");
 }
 
 static enum cm_rc process_batch(struct proc_loop *l, const volatile sig_atomic_t *stop,
@@ -982,30 +1080,53 @@ static enum cm_rc process_batch(struct proc_loop *l, const volatile sig_atomic_t
 {
     int64_t t0 = cm_mono_us();
     size_t n = l->n_msgs;
-    enum cm_rc rc = CM_OK;
+    rd_kafka_error_t *error;
+    bool open = false;
+    enum cm_rc rc;
 
-    l->generation++;
-    l->outstanding = 0;
-    l->failed = 0;
     proc_redis_discard(l->redis);
+    rc = txn_init(l, err);
+    if (rc == CM_OK) {
+        error = rd_kafka_begin_transaction(l->producer);
+        rc = error == NULL ? CM_OK : txn_fail(l, error, "begin", err);
+        open = rc == CM_OK;
+    }
     for (size_t i = 0; i < n && rc == CM_OK; i++) {
         rc = process_msg(l, l->msgs[i], err);
     }
     if (rc == CM_OK) {
-        rc = await_deliveries(l, err);
+        rc = txn_send_offsets(l, err);
+    }
+    if (rc == CM_OK) {
+        rc = txn_commit(l, stop, err);
     }
     if (rc == CM_OK) {
         size_t writes = proc_redis_pending(l->redis);
         size_t applied = proc_redis_flush(l->redis);
 
-        commit_batch(l);
         cm_metric_observe(m_batch_size, (double)n);
         cm_metric_observe(m_batch_seconds, (double)(cm_mono_us() - t0) / 1e6);
         cm_log_debug("batch.committed", "messages=%zu redis_writes=%zu redis_applied=%zu", n,
                      writes, applied);
         l->backoff_ms = BACKOFF_MIN_MS;
-    } else if (rc == CM_RETRY) {
+    } else {
         proc_redis_discard(l->redis);
+        if (open && !l->fatal && !l->producer_broken) {
+            txn_abort(l);
+        }
+        if (l->producer_broken && !l->fatal) {
+            struct cm_err rerr = { .msg = "" };
+            if (reset_producer(l, &rerr) == CM_FATAL) {
+                *err = rerr;
+            }
+        }
+        if (l->fatal && rc != CM_FATAL) {
+            rc = cm_err_set(err, CM_FATAL, "%s", l->fatal_reason);
+        } else if (!l->fatal) {
+            rc = CM_RETRY;
+        }
+    }
+    if (rc == CM_RETRY) {
         cm_log_warn("batch.retry", "messages=%zu reason=%s backoff_ms=%ld", n, err->msg,
                     l->backoff_ms);
         if (!rewind_batch(l)) {

@@ -1,14 +1,16 @@
-/* The processor's consume -> normalize -> produce -> Redis -> commit loop.
+/* The processor's consume -> normalize -> produce -> Redis loop, exactly once through Kafka.
  *
- * Delivery guarantee: at least once. A batch (PROCESSOR_BATCH_MAX messages or PROCESSOR_BATCH_MS)
- * is normalized and every output (normalized events, fetch jobs, dead letters) is produced; the
- * loop then waits for all the delivery reports of the batch. Only when every one succeeded are the
- * Redis series updated and the batch's offsets committed (synchronously, explicit list). When a
- * produce fails, a delivery report is missing, or PostgreSQL cannot answer, nothing is committed:
- * the partitions are rewound to the batch's first offsets and the batch is replayed after a
- * backoff. Replays can publish an output twice; every consumer is idempotent on event_id (and
- * job_id), and Redis members are idempotent by construction. Exactly-once through Kafka
- * transactions is a later step.
+ * Delivery guarantee: exactly once into Kafka. A batch (PROCESSOR_BATCH_MAX messages or
+ * PROCESSOR_BATCH_MS) is one Kafka transaction: every output (normalized events, fetch jobs, dead
+ * letters) and the batch's input offsets (sent to the transaction with the consumer group's
+ * metadata) commit or abort together; downstream consumers read with isolation.level
+ * read_committed, so an aborted batch is never seen. When a produce fails, the commit fails or
+ * PostgreSQL cannot answer, the transaction is aborted, the partitions are rewound to the batch's
+ * first offsets and the batch is replayed after a backoff. A fatal producer error (fenced by a
+ * newer instance with the same transactional.id) stops the loop with CM_FATAL. Redis is written
+ * after the commit; its writes are idempotent (event_id members), and while Redis is down they are
+ * skipped and counted (proc_redis: reconnect attempts with exponential backoff act as the circuit
+ * breaker), never holding up Kafka.
  *
  * Ownership: proc_loop_new() borrows cfg (must outlive the loop) and returns new;
  * proc_loop_free() (NULL-safe). Thread: proc_loop_run() on the main thread; proc_loop_ready() from

@@ -6,9 +6,14 @@
 #   scripts/stack.sh down     stop exactly what `up` started: binaries, Kafka, Redis, PostgreSQL
 #   scripts/stack.sh status   print what runs
 #   scripts/stack.sh reset    down, then wipe all data (the Kafka jar cache is kept)
+#   scripts/stack.sh kill9 C  SIGKILL one component C (gateway, processor, persister, kafka,
+#                             redis, postgresql), as a crash would; used by the fault suite
+#   scripts/stack.sh stop C   stop one component gracefully (SIGTERM / pg_ctl fast)
+#   scripts/stack.sh start C  start one stopped component again (no build, no migrations)
 #
 # All state lives in <checkout>/.state: kafka/ (jars, data, kafka.log), redis/, pg/ (cluster,
-# socket, log; owned by the postgres user), run/ (pidfiles), logs/ (one log per binary).
+# socket, log; owned by the postgres user), run/ (pidfiles), logs/ (one log per binary), spool/
+# (the gateway's durable spool, SPOOL_DIR).
 # Kafka is formatted once; data survives down/up until `reset`. A port held by something that is
 # not ours stops `up` with a message naming the port; only Debian's own default PostgreSQL
 # cluster and redis-server service (started by the package install) are stopped for us.
@@ -470,6 +475,7 @@ binaries_up() {
         port_busy "$port" && die "port $port is in use by $(port_owner "$port"), not by this stack's $name; stop it first"
         rotate_log "$LOGS/$name.log"
         (set -a && . "$ROOT/config/local.env" && set +a &&
+            export SPOOL_DIR="${SPOOL_DIR:-$STATE/spool}" &&
             exec setsid "$bin" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&-) &
         pid=$!
         printf '%s\n' "$pid" >"$RUN/$name.pid"
@@ -559,8 +565,52 @@ cmd_status() {
 cmd_reset() {
     cmd_down
     rm -rf "$KAFKA_DATA" "$KAFKA_DIR/server.properties" "$KAFKA_DIR/cluster.id" \
-        "$KAFKA_DIR/format.log" "$KAFKA_LOG" "$KAFKA_LOG.1" "$REDIS_DIR" "$PG_DIR" "$RUN" "$LOGS"
+        "$KAFKA_DIR/format.log" "$KAFKA_LOG" "$KAFKA_LOG.1" "$REDIS_DIR" "$PG_DIR" "$RUN" "$LOGS" \
+        "$STATE/spool"
     say "stack: data wiped (Kafka, Redis, PostgreSQL, logs); the Kafka jars in $KAFKA_LIBS are kept"
+}
+
+# ---- single components (fault injection) ----------------------------------------------------
+
+component_pid() {
+    case "$1" in
+    gateway | processor | persister) our_pid "$1" "/auren-$1" ;;
+    kafka) our_pid kafka "$(kafka_pattern)" ;;
+    redis) our_pid redis redis-server ;;
+    postgresql) pg_running && head -1 "$PGDATA/postmaster.pid" ;;
+    *) die "unknown component '$1' (gateway, processor, persister, kafka, redis, postgresql)" ;;
+    esac
+}
+
+cmd_kill9() {
+    local pid
+    pid="$(component_pid "$1")" || die "$1 is not running"
+    kill -KILL "$pid"
+    # PostgreSQL's children exit once the postmaster is gone; wait for the port to be free.
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    say "$1: killed (SIGKILL, pid $pid)"
+}
+
+cmd_stop_one() {
+    local pid
+    case "$1" in
+    postgresql)
+        pg_running && pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w -t 60 -s stop
+        say "postgresql: stopped" ;;
+    *)
+        pid="$(component_pid "$1")" || { say "$1: not running"; return 0; }
+        stop_pid "$1" "$pid" 60 ;;
+    esac
+}
+
+cmd_start_one() {
+    case "$1" in
+    gateway | processor | persister) binaries_up ;;
+    kafka) kafka_up ;;
+    redis) redis_up ;;
+    postgresql) pg_up ;;
+    *) die "unknown component '$1'" ;;
+    esac
 }
 
 # One up/down/reset at a time per checkout; a second caller waits for the first. Daemons are
@@ -579,8 +629,11 @@ up) lock_state && cmd_up ;;
 down) lock_state && cmd_down ;;
 status) cmd_status ;;
 reset) lock_state && cmd_reset ;;
+kill9) [[ -n "${2:-}" ]] || die "usage: $0 kill9 COMPONENT"; cmd_kill9 "$2" ;;
+stop) [[ -n "${2:-}" ]] || die "usage: $0 stop COMPONENT"; lock_state && cmd_stop_one "$2" ;;
+start) [[ -n "${2:-}" ]] || die "usage: $0 start COMPONENT"; lock_state && cmd_start_one "$2" ;;
 *)
-    printf 'usage: %s up|down|status|reset\n' "$0" >&2
+    printf 'usage: %s up|down|status|reset|kill9 C|stop C|start C\n' "$0" >&2
     exit 2
     ;;
 esac

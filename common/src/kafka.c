@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -145,4 +146,21 @@ int cm_kafka_stats_brokers_up(const char *json, size_t len)
     }
     json_decref(root);
     return up;
+}
+
+void cm_kafka_instance_id(const char *env, const char *prefix, const char *group, char *out,
+                          size_t outsz)
+{
+    const char *v = getenv(env);
+    char host[128] = "localhost";
+
+    if (v != NULL && v[0] != '\0') {
+        cm_strlcpy(out, v, outsz);
+        return;
+    }
+    if (gethostname(host, sizeof(host)) != 0) {
+        cm_strlcpy(host, "localhost", sizeof(host));
+    }
+    host[sizeof(host) - 1] = '\0';
+    snprintf(out, outsz, "%s-%s-%s", prefix, group, host);
 }

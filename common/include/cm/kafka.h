@@ -30,5 +30,10 @@ enum cm_rc cm_kafka_classify(rd_kafka_resp_err_t e);
  * internal or logical ones), or -1 when the JSON has no "brokers" object. Readiness from here
  * recovers by itself once the brokers are back, without waiting for a message or a rebalance. */
 int cm_kafka_stats_brokers_up(const char *json, size_t len);
+/* An id that is stable across restarts of one instance and distinct between hosts, for
+ * transactional.id and group.instance.id: the environment variable `env` when set and not empty,
+ * else "<prefix>-<group>-<hostname>". */
+void cm_kafka_instance_id(const char *env, const char *prefix, const char *group, char *out,
+                          size_t outsz);
 
 #endif

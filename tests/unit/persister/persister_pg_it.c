@@ -47,6 +47,10 @@ static const char ddl[] =
     "utc_offset_seconds integer, source_record_id text NOT NULL, raw_event_id text NOT NULL, "
     "ingested_at timestamptz NOT NULL, received_at timestamptz NOT NULL, deleted boolean NOT NULL "
     "DEFAULT false, persisted_at timestamptz NOT NULL DEFAULT now())";
+static const char ddl_offsets[] =
+    "CREATE TABLE consumer_offsets (consumer_group text NOT NULL, topic text NOT NULL, "
+    "kafka_partition integer NOT NULL, next_offset bigint NOT NULL, updated_at timestamptz NOT "
+    "NULL DEFAULT now(), PRIMARY KEY (consumer_group, topic, kafka_partition))";
 
 /* Run a query with at most one text parameter; returns the first column of the first row (static
  * storage, "NULL" for SQL NULL, "" when there is no row). */
@@ -127,6 +131,7 @@ static void setup(void)
     } else {
         exec_ok(ddl);
     }
+    exec_ok(ddl_offsets);
     make_conninfo(test_url, sizeof(test_url), NULL, NULL);
 }
 
@@ -357,6 +362,53 @@ static void on_committed(void *arg, const int64_t *received_us, size_t n, int64_
     log->committed_rows += n;
 }
 
+START_TEST(test_offsets_commit_and_roll_back_with_rows)
+{
+    struct pers_pg *pg = pers_pg_new(test_url);
+    struct cm_biometric_event ev[2];
+    const struct cm_biometric_event *ptrs[2] = { &ev[0], &ev[1] };
+    struct pers_pg_offset offs[2] = { { CM_TOPIC_NORMALIZED, 0, 17 },
+                                      { CM_TOPIC_NORMALIZED, 3, 5 } };
+    int32_t parts[3] = { 0, 3, 4 };
+    int64_t next[3];
+    struct pers_pg_outcome out;
+    struct cm_err err = {{0}};
+    char group[40];
+
+    snprintf(group, sizeof(group), "offs-%s", run_tag);
+    make_event(&ev[0], "o-1", 1, false);
+    make_event(&ev[1], "o-2", 2, false);
+    ck_assert_int_eq(pers_pg_store_with_offsets(pg, ptrs, 2, NULL, group, offs, 2, &out, &err),
+                     CM_OK);
+    ck_assert_uint_eq(out.inserted, 2);
+    ck_assert_int_eq(pers_pg_load_offsets(pg, group, CM_TOPIC_NORMALIZED, parts, next, 3, &out,
+                                          &err), CM_OK);
+    ck_assert_int_eq(next[0], 17);
+    ck_assert_int_eq(next[1], 5);
+    ck_assert_int_eq(next[2], -1);
+
+    /* A batch PostgreSQL rejects moves no offset: rows and offsets roll back together. */
+    free(ev[1].user_id);
+    ev[1].user_id = cm_xstrdup("\xff\xfe");
+    offs[0].next_offset = 40;
+    ck_assert_int_eq(pers_pg_store_with_offsets(pg, ptrs, 2, NULL, group, offs, 1, &out, &err),
+                     CM_INVALID);
+    ck_assert_int_eq(pers_pg_load_offsets(pg, group, CM_TOPIC_NORMALIZED, parts, next, 1, &out,
+                                          &err), CM_OK);
+    ck_assert_int_eq(next[0], 17);
+
+    /* Offsets alone (a batch whose records all went to the DLQ). */
+    ck_assert_int_eq(pers_pg_store_with_offsets(pg, NULL, 0, NULL, group, offs, 1, &out, &err),
+                     CM_OK);
+    ck_assert_int_eq(pers_pg_load_offsets(pg, group, CM_TOPIC_NORMALIZED, parts, next, 1, &out,
+                                          &err), CM_OK);
+    ck_assert_int_eq(next[0], 40);
+    cm_biometric_event_fini(&ev[0]);
+    cm_biometric_event_fini(&ev[1]);
+    pers_pg_free(pg);
+}
+END_TEST
+
 START_TEST(test_bisect_dead_letters_only_bad_rows)
 {
     struct pers_pg *pg = pers_pg_new(test_url);
@@ -384,7 +436,7 @@ START_TEST(test_bisect_dead_letters_only_bad_rows)
         }
         pers_batch_add(&b, &e, "biometric.normalized.v1", 0, 100 + i, NULL, 0, "v", 1, 0);
     }
-    ck_assert_int_eq(pers_batch_store(pg, &b, &hooks, &st, &err), CM_OK);
+    ck_assert_int_eq(pers_batch_store(pg, &b, NULL, &hooks, &st, &err), CM_OK);
     ck_assert_int_eq(log.n, 2);
     ck_assert_str_eq(log.sqlstate[0], "22021");
     ck_assert_int_eq(log.offsets[0], 102);
@@ -400,7 +452,7 @@ START_TEST(test_bisect_dead_letters_only_bad_rows)
 
     /* A retry of a finished batch writes nothing more. */
     memset(&st, 0, sizeof(st));
-    ck_assert_int_eq(pers_batch_store(pg, &b, &hooks, &st, &err), CM_OK);
+    ck_assert_int_eq(pers_batch_store(pg, &b, NULL, &hooks, &st, &err), CM_OK);
     ck_assert_uint_eq(st.transactions, 0);
     ck_assert_int_eq(log.n, 2);
 
@@ -544,6 +596,7 @@ START_TEST(test_loop_persists_and_commits)
     rd_kafka_message_t *m = NULL;
     rd_kafka_topic_partition_list_t *assign;
     struct cm_dead_letter dl;
+    char sql[200], want[40];
 
     ck_assert_ptr_nonnull(mc);
     boot = rd_kafka_mock_cluster_bootstraps(mc);
@@ -590,6 +643,11 @@ START_TEST(test_loop_persists_and_commits)
     ck_assert_int_eq(pthread_join(th, NULL), 0);
     ck_assert_int_eq(run.rc, CM_OK);
     ck_assert_uint_eq(count_rows(), (LOOP_P0 - 2) + LOOP_P1);
+    /* The offsets committed with the rows are the ones Kafka got afterwards. */
+    snprintf(sql, sizeof(sql), "SELECT string_agg(kafka_partition || ':' || next_offset, ',' "
+             "ORDER BY kafka_partition) FROM consumer_offsets WHERE consumer_group = $1");
+    snprintf(want, sizeof(want), "0:%d,1:%d", LOOP_P0, LOOP_P1);
+    ck_assert_str_eq(query1(sql, group), want);
 
     /* The undecodable record went to the DLQ with its coordinates and bytes. */
     dlq_reader = new_client(RD_KAFKA_CONSUMER, boot, "pers-it-dlq-reader");
@@ -893,6 +951,7 @@ static Suite *pers_pg_it_suite(void)
     tcase_add_test(load, test_tombstones_are_sticky);
     tcase_add_test(bad, test_rejected_row_rolls_back_batch);
     tcase_add_test(bad, test_bisect_dead_letters_only_bad_rows);
+    tcase_add_test(bad, test_offsets_commit_and_roll_back_with_rows);
     tcase_add_test(link, test_reconnects_after_backend_killed);
     tcase_add_checked_fixture(loop, setup, teardown);
     tcase_set_timeout(loop, 120);

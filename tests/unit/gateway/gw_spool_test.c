@@ -1,0 +1,411 @@
+/* The gateway spool on a real directory: appends are durable before their completion, recovery
+ * keeps every intact record and cuts (and counts) a torn tail, the byte bound refuses instead of
+ * evicting, one directory serves one gateway, and the replayer drains in order, deleting a
+ * segment only after every one of its records was reported delivered (a failed report replays
+ * the segment again). */
+#include <check.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gw_spool.h"
+
+static char dir[256];
+
+static void setup(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/gw_spool_test.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void teardown(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[512];
+
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.') {
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+struct done_log {
+    pthread_mutex_t lock;
+    int durable;
+    int failed;
+};
+
+static struct done_log dlog = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
+
+static void on_done(void *opaque, bool durable)
+{
+    (void)opaque;
+    pthread_mutex_lock(&dlog.lock);
+    if (durable) {
+        dlog.durable++;
+    } else {
+        dlog.failed++;
+    }
+    pthread_mutex_unlock(&dlog.lock);
+}
+
+static void append_n(struct gw_spool *sp, int from, int n)
+{
+    struct cm_err err = {{0}};
+
+    for (int i = from; i < from + n; i++) {
+        char value[64];
+        int len = snprintf(value, sizeof(value), "record-%04d", i);
+        ck_assert_int_eq(gw_spool_append(sp, "terra", value, (size_t)len, on_done, NULL, &err),
+                         CM_OK);
+    }
+}
+
+/* The one segment file in `dir` (asserts there is exactly one). */
+static void only_segment(char *path, size_t cap)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "seg-", 4) == 0) {
+            snprintf(path, cap, "%s/%s", dir, e->d_name);
+            n++;
+        }
+    }
+    closedir(d);
+    ck_assert_int_eq(n, 1);
+}
+
+static int count_segments(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        n += strncmp(e->d_name, "seg-", 4) == 0;
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    return n;
+}
+
+/* What a fresh start finds in `dir`. */
+static struct gw_spool_stats reopened(size_t max_bytes)
+{
+    struct cm_err err = {{0}};
+    struct gw_spool_stats st;
+    struct gw_spool *sp = gw_spool_open(dir, max_bytes, &err);
+
+    ck_assert_msg(sp != NULL, "%s", err.msg);
+    gw_spool_stats(sp, &st);
+    gw_spool_close(sp);
+    return st;
+}
+
+START_TEST(test_crc32_reference_value)
+{
+    ck_assert_uint_eq(gw_spool_crc32(0, "123456789", 9), 0xCBF43926u);
+    ck_assert_uint_eq(gw_spool_crc32(gw_spool_crc32(0, "1234", 4), "56789", 5), 0xCBF43926u);
+}
+END_TEST
+
+START_TEST(test_appends_survive_reopen)
+{
+    struct cm_err err = {{0}};
+    struct gw_spool_stats st;
+    struct gw_spool *sp = gw_spool_open(dir, 1 << 20, &err);
+
+    ck_assert_msg(sp != NULL, "%s", err.msg);
+    dlog.durable = dlog.failed = 0;
+    append_n(sp, 0, 25);
+    gw_spool_sync(sp, 5000);
+    ck_assert_int_eq(dlog.durable, 25);
+    ck_assert(gw_spool_backlog(sp));
+    gw_spool_close(sp);
+
+    st = reopened(1 << 20);
+    ck_assert_uint_eq(st.recovered, 25);
+    ck_assert_uint_eq(st.records, 25);
+    ck_assert_uint_eq(st.torn, 0);
+}
+END_TEST
+
+START_TEST(test_torn_tail_is_cut_and_counted)
+{
+    struct cm_err err = {{0}};
+    struct gw_spool_stats st;
+    struct gw_spool *sp = gw_spool_open(dir, 1 << 20, &err);
+    char path[512];
+    struct stat sb;
+    int fd;
+
+    ck_assert_msg(sp != NULL, "%s", err.msg);
+    append_n(sp, 0, 10);
+    gw_spool_sync(sp, 5000);
+    gw_spool_close(sp);
+    only_segment(path, sizeof(path));
+    ck_assert_int_eq(stat(path, &sb), 0);
+    /* a crash in the middle of the last write: its last 5 bytes never reached the disk */
+    ck_assert_int_eq(truncate(path, sb.st_size - 5), 0);
+    /* and a write that began but whose header is garbage */
+    fd = open(path, O_WRONLY | O_APPEND);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "ASP1garbage", 11), 11);
+    close(fd);
+
+    st = reopened(1 << 20);
+    ck_assert_uint_eq(st.recovered, 9);
+    ck_assert_uint_eq(st.torn, 1);
+    /* the cut is permanent: a second start finds no torn tail */
+    st = reopened(1 << 20);
+    ck_assert_uint_eq(st.recovered, 9);
+    ck_assert_uint_eq(st.torn, 0);
+}
+END_TEST
+
+START_TEST(test_full_spool_refuses_never_evicts)
+{
+    struct cm_err err = {{0}};
+    struct gw_spool_stats st;
+    struct gw_spool *sp = gw_spool_open(dir, 1 << 20, &err);
+    static char big[300 * 1024];
+    int accepted = 0;
+
+    ck_assert_msg(sp != NULL, "%s", err.msg);
+    memset(big, 'x', sizeof(big));
+    for (int i = 0; i < 5; i++) {
+        if (gw_spool_append(sp, "app", big, sizeof(big), on_done, NULL, &err) == CM_OK) {
+            accepted++;
+        } else {
+            ck_assert_str_eq(err.msg, "spool_full");
+        }
+    }
+    ck_assert_int_eq(accepted, 3);
+    gw_spool_sync(sp, 5000);
+    gw_spool_stats(sp, &st);
+    ck_assert_uint_eq(st.records, 3);
+    ck_assert_uint_le(st.bytes, 1 << 20);
+    gw_spool_close(sp);
+}
+END_TEST
+
+START_TEST(test_one_gateway_per_directory)
+{
+    struct cm_err err = {{0}};
+    struct gw_spool *a = gw_spool_open(dir, 1 << 20, &err);
+    struct gw_spool *b;
+
+    ck_assert_ptr_nonnull(a);
+    b = gw_spool_open(dir, 1 << 20, &err);
+    ck_assert_ptr_null(b);
+    ck_assert_ptr_nonnull(strstr(err.msg, "locked"));
+    gw_spool_close(a);
+    b = gw_spool_open(dir, 1 << 20, &err);
+    ck_assert_ptr_nonnull(b);
+    gw_spool_close(b);
+}
+END_TEST
+
+/* ---- replay ---- */
+
+struct sink {
+    struct gw_spool *sp;
+    pthread_mutex_t lock;
+    char seen[400][16];
+    int n;
+    int fail_first; /* report this many deliveries as failed */
+    atomic_bool up;
+};
+
+static struct sink sink;
+
+static enum cm_rc sink_produce(void *arg, const char *key, size_t keylen, const void *value,
+                               size_t len)
+{
+    struct sink *s = arg;
+    bool ok;
+
+    ck_assert_uint_eq(keylen, 5);
+    ck_assert_int_eq(memcmp(key, "terra", 5), 0);
+    pthread_mutex_lock(&s->lock);
+    ok = s->fail_first <= 0;
+    if (!ok) {
+        s->fail_first--;
+    } else if (s->n < 400 && len < 16) {
+        memcpy(s->seen[s->n], value, len);
+        s->seen[s->n][len] = '\0';
+        s->n++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    gw_spool_replay_report(s->sp, ok);
+    return CM_OK;
+}
+
+static bool sink_ready(void *arg)
+{
+    return atomic_load(&((struct sink *)arg)->up);
+}
+
+static void sink_init(struct gw_spool *sp, int fail_first, bool up)
+{
+    memset(&sink, 0, sizeof(sink));
+    pthread_mutex_init(&sink.lock, NULL);
+    sink.sp = sp;
+    sink.fail_first = fail_first;
+    atomic_init(&sink.up, up);
+}
+
+static void wait_drained(struct gw_spool *sp)
+{
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 20000000L};
+
+    for (int i = 0; i < 1000 && gw_spool_backlog(sp); i++) {
+        nanosleep(&ts, NULL);
+    }
+}
+
+START_TEST(test_replay_in_order_then_delete)
+{
+    struct cm_err err = {{0}};
+    struct gw_spool *sp = gw_spool_open(dir, 1 << 20, &err);
+
+    ck_assert_ptr_nonnull(sp);
+    sink_init(sp, 0, false);
+    append_n(sp, 0, 40);
+    gw_spool_sync(sp, 5000);
+    ck_assert_int_eq(gw_spool_start_replayer(sp, sink_produce, sink_ready, &sink, &err), CM_OK);
+    nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = 300000000L}, NULL);
+    ck_assert_int_eq(sink.n, 0); /* nothing leaves while the broker is down */
+    ck_assert_int_eq(count_segments(), 1);
+    atomic_store(&sink.up, true);
+    wait_drained(sp);
+    ck_assert(!gw_spool_backlog(sp));
+    ck_assert_int_eq(sink.n, 40);
+    for (int i = 0; i < 40; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "record-%04d", i);
+        ck_assert_str_eq(sink.seen[i], want);
+    }
+    ck_assert_int_eq(count_segments(), 0);
+    gw_spool_close(sp);
+}
+END_TEST
+
+START_TEST(test_failed_report_keeps_segment_and_replays)
+{
+    struct cm_err err = {{0}};
+    struct gw_spool *sp = gw_spool_open(dir, 1 << 20, &err);
+
+    ck_assert_ptr_nonnull(sp);
+    sink_init(sp, 1, true);
+    append_n(sp, 0, 5);
+    gw_spool_sync(sp, 5000);
+    ck_assert_int_eq(gw_spool_start_replayer(sp, sink_produce, sink_ready, &sink, &err), CM_OK);
+    wait_drained(sp);
+    ck_assert(!gw_spool_backlog(sp));
+    /* first attempt: record 0 failed, 1..4 delivered; the segment was replayed whole */
+    ck_assert_int_eq(sink.n, 4 + 5);
+    ck_assert_str_eq(sink.seen[0], "record-0001");
+    for (int i = 0; i < 5; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "record-%04d", i);
+        ck_assert_str_eq(sink.seen[4 + i], want);
+    }
+    gw_spool_close(sp);
+}
+END_TEST
+
+/* ---- group commit ---- */
+
+struct appender {
+    struct gw_spool *sp;
+    int base;
+};
+
+static void *append_thread(void *arg)
+{
+    struct appender *a = arg;
+
+    append_n(a->sp, a->base, 200);
+    return NULL;
+}
+
+START_TEST(test_concurrent_appends_all_durable)
+{
+    struct cm_err err = {{0}};
+    struct gw_spool *sp = gw_spool_open(dir, 8 << 20, &err);
+    struct appender a[4];
+    pthread_t th[4];
+    struct gw_spool_stats st;
+
+    ck_assert_ptr_nonnull(sp);
+    dlog.durable = dlog.failed = 0;
+    for (int i = 0; i < 4; i++) {
+        a[i].sp = sp;
+        a[i].base = i * 1000;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, append_thread, &a[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+    }
+    gw_spool_sync(sp, 10000);
+    ck_assert_int_eq(dlog.durable, 800);
+    ck_assert_int_eq(dlog.failed, 0);
+    gw_spool_close(sp);
+    st = reopened(8 << 20);
+    ck_assert_uint_eq(st.recovered, 800);
+}
+END_TEST
+
+static Suite *gw_spool_suite(void)
+{
+    Suite *s = suite_create("gw_spool");
+    TCase *disk = tcase_create("disk");
+    TCase *replay = tcase_create("replay");
+
+    tcase_add_checked_fixture(disk, setup, teardown);
+    tcase_add_checked_fixture(replay, setup, teardown);
+    tcase_set_timeout(replay, 60);
+    tcase_set_timeout(disk, 60);
+    tcase_add_test(disk, test_crc32_reference_value);
+    tcase_add_test(disk, test_appends_survive_reopen);
+    tcase_add_test(disk, test_torn_tail_is_cut_and_counted);
+    tcase_add_test(disk, test_full_spool_refuses_never_evicts);
+    tcase_add_test(disk, test_one_gateway_per_directory);
+    tcase_add_test(disk, test_concurrent_appends_all_durable);
+    tcase_add_test(replay, test_replay_in_order_then_delete);
+    tcase_add_test(replay, test_failed_report_keeps_segment_and_replays);
+    suite_add_tcase(s, disk);
+    suite_add_tcase(s, replay);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(gw_spool_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
