@@ -18,6 +18,12 @@ struct gw_cfg {
     long tolerance_s;
     long delivery_timeout_ms;
 
+    /* HTTP limits (README "Security"). */
+    long http_max_connections;
+    long http_per_ip_connections;   /* 0 = no per-address limit */
+    long http_connection_timeout_s; /* idle time before a connection is closed */
+    size_t http_max_header_bytes;   /* request line + headers; larger gets 431 */
+
     /* Per-vendor secrets; an empty string means "not configured" (the vendor answers 404). */
     char *secret_whoop;
     char *secret_oura;
