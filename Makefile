@@ -15,6 +15,7 @@ TEST_DATABASE_URL := postgresql://auren:auren@127.0.0.1:5432/auren_test
 export BUILD_DIR
 
 .PHONY: deps build up down status reset run test test-unit test-e2e asan clean unit-tests e2e-tests
+.PHONY: fuzz fuzz-smoke fuzz-merge fuzz-build memcheck asan-tests
 
 deps:
 	@scripts/deps.sh
@@ -44,7 +45,7 @@ run: up
 	@test -f scripts/demo.py || { echo "make run: scripts/demo.py is missing" >&2; exit 1; }
 	@set -a && . config/local.env && set +a && $(PYTHON) scripts/demo.py
 
-test: deps build up unit-tests e2e-tests
+test: deps build up unit-tests asan-tests memcheck fuzz-smoke e2e-tests
 
 test-unit: build unit-tests
 
@@ -71,5 +72,31 @@ asan: deps
 	@cmake --build build-asan -j $(JOBS)
 	@$(TEST_ENV); ctest --test-dir build-asan --output-on-failure -j $(JOBS) --timeout 600
 
+# ---- hardening (README "Security") ----
+# The unit suite again under AddressSanitizer + UBSan (build-asan/, the asan preset).
+asan-tests: asan
+
+# The unit suite under valgrind memcheck (zero reports; suppressions in tests/memcheck/).
+memcheck: build
+	@$(TEST_ENV); $(PYTHON) tests/memcheck/run.py $(BUILD_DIR) -j $(JOBS)
+
+# libFuzzer targets (clang-14, build-fuzz/, the fuzz preset) and their seeds.
+fuzz-build: deps
+	@if [ ! -f build-fuzz/build.ninja ]; then cmake --preset fuzz >/dev/null; fi
+	@cmake --build build-fuzz -j $(JOBS) --target fuzzers
+	@$(PYTHON) tests/fuzz/make_seeds.py build-fuzz/seeds
+
+# FUZZ_SECONDS per target (default 600); FUZZ_TARGETS to pick some (default all).
+fuzz: fuzz-build
+	@tests/fuzz/run.sh fuzz $(FUZZ_TARGETS)
+
+# A few seconds per target; part of make test.
+fuzz-smoke: fuzz-build
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-3} tests/fuzz/run.sh smoke $(FUZZ_TARGETS)
+
+# Minimize seeds + what the fuzzers found into tests/fuzz/corpus/ (then commit it).
+fuzz-merge: fuzz-build
+	@tests/fuzz/run.sh merge $(FUZZ_TARGETS)
+
 clean:
-	rm -rf build build-asan build-tsan build-release build-coverage
+	rm -rf build build-asan build-tsan build-release build-coverage build-fuzz

@@ -17,6 +17,7 @@ PACKAGES=(
     redis-server postgresql kcat curl
     python3-avro python3-confluent-kafka python3-pytest python3-requests
     openjdk-17-jre-headless maven
+    clang-14 libclang-rt-14-dev valgrind gcovr cppcheck clang-tidy-14
 )
 # Major versions the code and scripts are written for (Debian 12's).
 EXPECT_RDKAFKA='2.0.'
