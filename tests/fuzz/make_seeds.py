@@ -70,7 +70,8 @@ def verify_seeds(out):
         for j, body in enumerate(bodies[:3]):
             for mode in (0, 1, 2):
                 head = {
-                    "whoop": b"X-WHOOP-Signature: AAAA\nX-WHOOP-Signature-Timestamp: 1790000000000\n",
+                    "whoop": b"X-WHOOP-Signature: AAAA\n"
+                             b"X-WHOOP-Signature-Timestamp: 1790000000000\n",
                     "oura": b"x-oura-signature: 00ff\nx-oura-timestamp: 1790000000\n",
                     "polar": b"Polar-Webhook-Signature: 00ff\n",
                     "fitbit": b"X-Fitbit-Signature: AAAA\n",
@@ -142,7 +143,8 @@ def avro_seeds(out):
         write(out, "avro_biometric_event", "ev_%d" % i, single_object("biometric_event.v1.avsc", {
             "event_id": "1" * 32, "user_id": "user-1", "vendor": "oura", "metric": "heart_rate",
             "value": 61.5 + i, "unit": "/min", "loinc": None if i else "8867-4",
-            "start_time": t, "end_time": t + datetime.timedelta(microseconds=i), "utc_offset_seconds": None if i else 3600,
+            "start_time": t, "end_time": t + datetime.timedelta(microseconds=i),
+            "utc_offset_seconds": None if i else 3600,
             "source_record_id": "r1", "raw_event_id": "2" * 32, "ingested_at": t,
             "received_at": t, "deleted": bool(i % 2)}))
         write(out, "avro_fetch_job", "job_%d" % i, single_object("fetch_job.v1.avsc", {

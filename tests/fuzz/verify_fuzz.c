@@ -23,9 +23,12 @@
 
 enum vendor { V_WHOOP, V_OURA, V_POLAR, V_FITBIT, V_TERRA, V_APP, V_GOOGLE, V_GARMIN, V_PATH, V_N };
 
-static enum gw_verdict (*const verifiers[V_N])(const struct gw_cfg *, const struct gw_verify_req *) = {
-    gw_verify_whoop, gw_verify_oura,   gw_verify_polar,  gw_verify_fitbit,   gw_verify_terra,
-    gw_verify_app,   gw_verify_google_health, gw_verify_garmin, gw_verify_path_only,
+typedef enum gw_verdict (*verify_fn)(const struct gw_cfg *, const struct gw_verify_req *);
+
+static const verify_fn verifiers[V_N] = {
+    gw_verify_whoop, gw_verify_oura,          gw_verify_polar,  gw_verify_fitbit,
+    gw_verify_terra, gw_verify_app,           gw_verify_google_health, gw_verify_garmin,
+    gw_verify_path_only,
 };
 
 static struct gw_cfg cfg;
