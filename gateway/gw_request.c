@@ -162,8 +162,9 @@ static void route(struct gw_request *req, const char *url, const char *method)
     req->vendor = rt.vendor;
     req->label = rt.vendor != NULL ? rt.vendor->name : "unknown";
     req->allow = rt.allow;
-    if (rt.kind == GW_ROUTE_REJECT) {
-        set_error(req, rt.status, rt.reason);
+    if (rt.kind == GW_ROUTE_REJECT || rt.vendor == NULL) {
+        set_error(req, rt.kind == GW_ROUTE_REJECT ? rt.status : 404,
+                  rt.kind == GW_ROUTE_REJECT ? rt.reason : "not_found");
         return;
     }
     if (rt.kind == GW_ROUTE_HANDSHAKE) {

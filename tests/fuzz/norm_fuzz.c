@@ -79,7 +79,7 @@ static bool same_out(const struct proc_out *a, const struct proc_out *b)
     }
     for (size_t i = 0; i < a->n_samples; i++) {
         if (strcmp(a->samples[i].event_id, b->samples[i].event_id) != 0 ||
-            memcmp(&a->samples[i].value, &b->samples[i].value, sizeof(double)) != 0) {
+            a->samples[i].value != b->samples[i].value) {
             return false;
         }
     }

@@ -87,6 +87,11 @@ static void check_route(const struct gw_route *rt, const char *path, const char 
 {
     char want[160];
 
+    FUZZ_CHECK(rt->kind == GW_ROUTE_REJECT || rt->vendor != NULL, "route without a vendor");
+    if (rt->vendor == NULL) {
+        FUZZ_CHECK(rt->status == 404, "unknown path answered other than 404");
+        return;
+    }
     if (rt->kind == GW_ROUTE_REJECT) {
         FUZZ_CHECK(rt->status == 404 || rt->status == 405, "rejection other than 404/405");
         FUZZ_CHECK(rt->reason != NULL && rt->reason[0] != '\0', "rejection without a reason");

@@ -67,7 +67,7 @@ static size_t mac(const EVP_MD *md, const void *key, size_t keylen, const char *
     if (msg == NULL) {
         abort();
     }
-    memcpy(msg, prefix, plen);
+    memcpy(msg, prefix, plen + 1);
     memcpy(msg + plen, body, body_len);
     if (HMAC(md, key, (int)keylen, msg, plen + body_len, out, &n) == NULL) {
         abort();
@@ -256,7 +256,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (mode == 1) {
             ts += off % (TOLERANCE_S + 1);
         } else {
-            ts += (off < 0 ? -1 : 1) * (TOLERANCE_S + 1 + (off < 0 ? -(off + 1) : off));
+            ts += (int64_t)(off < 0 ? -1 : 1) * (TOLERANCE_S + 1 + (off < 0 ? -(off + 1) : off));
         }
         sign(v, ts, body, body_len, &s);
         verdict = run(v, lookup_signed, &s, body, body_len);
