@@ -19,6 +19,7 @@ export BUILD_DIR
 .PHONY: bench bench-quick
 .PHONY: test-ops ops-tests
 .PHONY: test-faults fault-tests
+.PHONY: fuzz fuzz-smoke fuzz-merge fuzz-build memcheck asan-tests lint
 
 deps:
 	@scripts/deps.sh
@@ -48,7 +49,8 @@ run: up
 	@test -f scripts/demo.py || { echo "make run: scripts/demo.py is missing" >&2; exit 1; }
 	@set -a && . config/local.env && set +a && $(PYTHON) scripts/demo.py
 
-test: deps build up unit-tests e2e-tests ops-tests fault-tests bench-quick
+test: deps build up unit-tests asan-tests memcheck fuzz-smoke e2e-tests ops-tests fault-tests \
+	bench-quick
 
 test-unit: build unit-tests
 
@@ -105,5 +107,46 @@ asan: deps
 	@cmake --build build-asan -j $(JOBS)
 	@$(TEST_ENV); ctest --test-dir build-asan --output-on-failure -j $(JOBS) --timeout 600
 
+# ---- hardening (README "Security") ----
+# The unit suite again under AddressSanitizer + UBSan (build-asan/, the asan preset).
+asan-tests: asan
+
+# The unit suite under valgrind memcheck (zero reports; suppressions in tests/memcheck/).
+memcheck: build
+	@$(TEST_ENV); $(PYTHON) tests/memcheck/run.py $(BUILD_DIR) -j $(JOBS)
+
+# libFuzzer targets (clang-14, build-fuzz/, the fuzz preset) and their seeds.
+fuzz-build: deps
+	@if [ ! -f build-fuzz/build.ninja ]; then cmake --preset fuzz >/dev/null; fi
+	@cmake --build build-fuzz -j $(JOBS) --target fuzzers
+	@$(PYTHON) tests/fuzz/make_seeds.py build-fuzz/seeds
+
+# FUZZ_SECONDS per target (default 600); FUZZ_TARGETS to pick some (default all).
+fuzz: fuzz-build
+	@tests/fuzz/run.sh fuzz $(FUZZ_TARGETS)
+
+# A few seconds per target; part of make test.
+fuzz-smoke: fuzz-build
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-3} tests/fuzz/run.sh smoke $(FUZZ_TARGETS)
+
+# Minimize seeds + what the fuzzers found into tests/fuzz/corpus/ (then commit it).
+fuzz-merge: fuzz-build
+	@tests/fuzz/run.sh merge $(FUZZ_TARGETS)
+
+# Static analysis: clang-tidy (checks in .clang-tidy) and cppcheck over every tracked .c file;
+# findings go to $(BUILD_DIR)/lint-*.txt, their counts are printed, and any finding fails.
+# Not part of make test yet (the existing findings are scheduled for clean-up).
+lint: build
+	@files=$$(git ls-files '*.c'); \
+	clang-tidy-14 -p $(BUILD_DIR) --quiet $$files >$(BUILD_DIR)/lint-clang-tidy.txt 2>/dev/null; \
+	cppcheck --quiet --std=c11 --enable=warning,performance,portability --inline-suppr \
+	    --project=$(BUILD_DIR)/compile_commands.json -i$(BUILD_DIR) \
+	    --template='{file}:{line}: {severity}: {message} [{id}]' 2>$(BUILD_DIR)/lint-cppcheck.txt; \
+	tidy=$$(grep -c ': warning: \|: error: ' $(BUILD_DIR)/lint-clang-tidy.txt); \
+	cpp=$$(grep -c ': \(warning\|error\|performance\|portability\): ' $(BUILD_DIR)/lint-cppcheck.txt); \
+	echo "lint: clang-tidy $$tidy findings ($(BUILD_DIR)/lint-clang-tidy.txt)," \
+	     "cppcheck $$cpp findings ($(BUILD_DIR)/lint-cppcheck.txt)"; \
+	test "$$tidy" -eq 0 && test "$$cpp" -eq 0
+
 clean:
-	rm -rf build build-asan build-tsan build-release build-coverage
+	rm -rf build build-asan build-tsan build-release build-coverage build-fuzz

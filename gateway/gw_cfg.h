@@ -20,6 +20,12 @@ struct gw_cfg {
     char *spool_dir;        /* "" disables the spool (then Kafka down means 503) */
     size_t spool_max_bytes;
 
+    /* HTTP limits (README "Security"). */
+    long http_max_connections;
+    long http_per_ip_connections;   /* 0 = no per-address limit */
+    long http_connection_timeout_s; /* idle time before a connection is closed */
+    size_t http_max_header_bytes;   /* request line + headers; larger gets 431 */
+
     /* Per-vendor secrets; an empty string means "not configured" (the vendor answers 404). */
     char *secret_whoop;
     char *secret_oura;

@@ -23,6 +23,7 @@
 #include "gw_metrics.h"
 #include "gw_spool.h"
 
+#define RECORD_OVERHEAD_MAX 65536 /* RawWebhook fields around the body: ids, path, headers */
 #define STATS_INTERVAL_MS "1000"
 #define SPOOL_MARGIN_MS 1000 /* of DELIVERY_TIMEOUT_MS kept for the spool fallback */
 #define SPOOL_SYNC_MS 5000   /* shutdown: longest wait for the last spool writes */
@@ -211,6 +212,7 @@ static rd_kafka_conf_t *build_conf(const struct gw_cfg *cfg, const char *const *
 {
     rd_kafka_conf_t *conf = cm_kafka_conf_new(cfg->brokers, err);
     char timeout[32];
+    char max_msg[32];
 
     if (conf == NULL) {
         return NULL;
@@ -218,6 +220,9 @@ static rd_kafka_conf_t *build_conf(const struct gw_cfg *cfg, const char *const *
     snprintf(timeout, sizeof(timeout), "%ld",
              gw_cfg_is_set(cfg->spool_dir) ? spool_message_timeout(cfg->delivery_timeout_ms)
                                            : cfg->delivery_timeout_ms);
+    /* A body of MAX_BODY_BYTES plus the record around it must fit (librdkafka's default of
+     * 1000000 refused bodies near the 1m default: found by tests/e2e/test_bad_input.py). */
+    snprintf(max_msg, sizeof(max_msg), "%zu", cfg->max_body + RECORD_OVERHEAD_MAX);
     /* Overridable: batching and compression. Fixed: durability, the single-report guarantee
      * and the statistics readiness depends on. linger.ms 0: every request waits for its ack,
      * and records still batch while a produce request is in flight (bench/: 0 beat 5). */
@@ -227,6 +232,7 @@ static rd_kafka_conf_t *build_conf(const struct gw_cfg *cfg, const char *const *
         cm_kafka_set(conf, "enable.idempotence", "true", err) != CM_OK ||
         cm_kafka_set(conf, "acks", "all", err) != CM_OK ||
         cm_kafka_set(conf, "message.timeout.ms", timeout, err) != CM_OK ||
+        set_default(conf, "message.max.bytes", max_msg, err) != CM_OK ||
         cm_kafka_set(conf, "statistics.interval.ms", STATS_INTERVAL_MS, err) != CM_OK) {
         rd_kafka_conf_destroy(conf);
         return NULL;

@@ -152,82 +152,24 @@ void *gw_request_on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return req;
 }
 
-/* Content-Length above the ceiling: answer 413 before reading anything. */
-static bool declared_too_large(struct MHD_Connection *conn, size_t max)
-{
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
-    unsigned long long v;
-    char *end;
-
-    if (cl == NULL) {
-        return false;
-    }
-    v = strtoull(cl, &end, 10);
-    return end != cl && v > (unsigned long long)max;
-}
-
-/* Constant-time path token check. Both lengths are known to the attacker only through ours. */
-static bool token_ok(const char *got, size_t gotlen, const char *want)
-{
-    return want != NULL && gotlen > 0 && cm_ct_equal(got, gotlen, want, strlen(want));
-}
-
 /* Headers known: decide 404/405/413/503, answer handshakes, or admit the webhook. */
 static void route(struct gw_request *req, const char *url, const char *method)
 {
     const struct gw_cfg *cfg = req->ctx->cfg;
-    const struct gw_vendor *v;
-    const char *seg;
-    const char *rest;
-    bool enabled;
+    struct gw_route rt;
 
-    req->label = "unknown";
-    if (strncmp(url, WEBHOOKS_PREFIX, strlen(WEBHOOKS_PREFIX)) != 0) {
-        set_error(req, 404, "not_found");
+    gw_route_decide(cfg, url, method, &rt);
+    req->vendor = rt.vendor;
+    req->label = rt.vendor != NULL ? rt.vendor->name : "unknown";
+    req->allow = rt.allow;
+    if (rt.kind == GW_ROUTE_REJECT || rt.vendor == NULL) {
+        set_error(req, rt.kind == GW_ROUTE_REJECT ? rt.status : 404,
+                  rt.kind == GW_ROUTE_REJECT ? rt.reason : "not_found");
         return;
     }
-    seg = url + strlen(WEBHOOKS_PREFIX);
-    rest = seg + strcspn(seg, "/");
-    v = gw_vendor_find(seg, (size_t)(rest - seg));
-    if (v == NULL) {
-        set_error(req, 404, "not_found");
-        return;
-    }
-    req->vendor = v;
-    req->label = v->name;
-    enabled = gw_vendor_enabled(v, cfg);
-    if (v->path_token) {
-        const char *tok = rest[0] == '/' ? rest + 1 : rest;
-        size_t toklen = strlen(tok);
-        /* A wrong or missing token answers like an unknown path: nothing is revealed. */
-        if (!enabled) {
-            set_error(req, 404, "vendor_not_configured");
-            return;
-        }
-        if (rest[0] != '/' || strchr(tok, '/') != NULL ||
-            !token_ok(tok, toklen, gw_vendor_token(v, cfg))) {
-            set_error(req, 404, "not_found");
-            return;
-        }
-    } else if (rest[0] != '\0') {
-        set_error(req, 404, "not_found");
-        return;
-    }
-
-    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
-        if (v->handshake == GW_HANDSHAKE_NONE) {
-            req->allow = v->allow;
-            set_error(req, 405, "method_not_allowed");
-            return;
-        }
-        gw_handshake_answer(v->handshake, cfg, lookup_query, req->conn, &req->reply);
+    if (rt.kind == GW_ROUTE_HANDSHAKE) {
+        gw_handshake_answer(rt.vendor->handshake, cfg, lookup_query, req->conn, &req->reply);
         req->phase = GW_REPLY;
-        return;
-    }
-    if (strcmp(method, "POST") != 0) {
-        req->allow = v->allow;
-        set_error(req, 405, "method_not_allowed");
         return;
     }
     if (atomic_load(&req->ctx->draining)) {
@@ -236,11 +178,13 @@ static void route(struct gw_request *req, const char *url, const char *method)
         return;
     }
     /* Polar's creation PING arrives before the secret exists; its check waits for the body. */
-    if (!enabled && v->control != GW_CONTROL_POLAR_PING) {
+    if (!rt.enabled && rt.vendor->control != GW_CONTROL_POLAR_PING) {
         set_error(req, 404, "vendor_not_configured");
         return;
     }
-    if (declared_too_large(req->conn, cfg->max_body)) {
+    if (gw_vendor_declared_too_large(MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                                 MHD_HTTP_HEADER_CONTENT_LENGTH),
+                                     cfg->max_body)) {
         set_error(req, 413, "body_too_large");
         return;
     }

@@ -20,8 +20,6 @@
 #include "gw_vendor.h"
 
 #define HTTP_THREADS 4
-#define HTTP_CONNECTION_TIMEOUT_S 30
-#define HTTP_CONNECTION_LIMIT 1024
 #define FLUSH_TIMEOUT_MS 2000
 #define DRAIN_GRACE_MS 2000   /* beyond DELIVERY_TIMEOUT_MS, for answers to be written */
 #define REPLY_WAIT_MS 1000    /* after aborting the waiting ones, for their 503s to go out */
@@ -94,8 +92,10 @@ struct gw_server *gw_server_new(const struct gw_cfg *cfg, const char *const *kaf
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)HTTP_THREADS,
         MHD_OPTION_URI_LOG_CALLBACK, gw_request_on_uri, &srv->ctx,
         MHD_OPTION_NOTIFY_COMPLETED, gw_request_on_completed, &srv->ctx,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONNECTION_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONNECTION_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->http_connection_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->http_max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)cfg->http_per_ip_connections,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->http_max_header_bytes,
         MHD_OPTION_END);
     if (srv->d == NULL) {
         cm_err_set(err, CM_FATAL, "cannot listen on HTTP_PORT=%ld", cfg->http_port);

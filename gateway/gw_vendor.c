@@ -4,6 +4,7 @@
 #include "gw_vendor.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -11,6 +12,7 @@
 
 #include "gw_cfg.h"
 
+#define WEBHOOKS_PREFIX "/webhooks/"
 #define CONTROL_BODY_MAX 4096 /* control messages are tiny; larger bodies are never one */
 #define CFG_OFF(f) offsetof(struct gw_cfg, f)
 
@@ -154,4 +156,82 @@ bool gw_vendor_is_control(enum gw_control_kind kind, const uint8_t *body, size_t
     match = json_is_string(v) && strcmp(json_string_value(v), want) == 0;
     json_decref(root);
     return match;
+}
+
+bool gw_vendor_declared_too_large(const char *content_length, size_t max)
+{
+    unsigned long long v;
+    char *end;
+
+    if (content_length == NULL) {
+        return false;
+    }
+    v = strtoull(content_length, &end, 10);
+    return end != content_length && v > (unsigned long long)max;
+}
+
+/* Constant-time path token check. Both lengths are known to the attacker only through ours. */
+static bool token_ok(const char *got, size_t gotlen, const char *want)
+{
+    return want != NULL && gotlen > 0 && cm_ct_equal(got, gotlen, want, strlen(want));
+}
+
+static void route_reject(struct gw_route *out, unsigned status, const char *reason)
+{
+    out->kind = GW_ROUTE_REJECT;
+    out->status = status;
+    out->reason = reason;
+}
+
+void gw_route_decide(const struct gw_cfg *cfg, const char *url, const char *method,
+                     struct gw_route *out)
+{
+    const struct gw_vendor *v;
+    const char *seg;
+    const char *rest;
+
+    memset(out, 0, sizeof(*out));
+    if (strncmp(url, WEBHOOKS_PREFIX, strlen(WEBHOOKS_PREFIX)) != 0) {
+        route_reject(out, 404, "not_found");
+        return;
+    }
+    seg = url + strlen(WEBHOOKS_PREFIX);
+    rest = seg + strcspn(seg, "/");
+    v = gw_vendor_find(seg, (size_t)(rest - seg));
+    if (v == NULL) {
+        route_reject(out, 404, "not_found");
+        return;
+    }
+    out->vendor = v;
+    out->enabled = gw_vendor_enabled(v, cfg);
+    if (v->path_token) {
+        const char *tok = rest[0] == '/' ? rest + 1 : rest;
+        if (!out->enabled) {
+            route_reject(out, 404, "vendor_not_configured");
+            return;
+        }
+        if (rest[0] != '/' || strchr(tok, '/') != NULL ||
+            !token_ok(tok, strlen(tok), gw_vendor_token(v, cfg))) {
+            route_reject(out, 404, "not_found");
+            return;
+        }
+    } else if (rest[0] != '\0') {
+        route_reject(out, 404, "not_found");
+        return;
+    }
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+        if (v->handshake == GW_HANDSHAKE_NONE) {
+            out->allow = v->allow;
+            route_reject(out, 405, "method_not_allowed");
+            return;
+        }
+        out->kind = GW_ROUTE_HANDSHAKE;
+        return;
+    }
+    if (strcmp(method, "POST") != 0) {
+        out->allow = v->allow;
+        route_reject(out, 405, "method_not_allowed");
+        return;
+    }
+    out->kind = GW_ROUTE_WEBHOOK;
 }

@@ -64,4 +64,29 @@ bool gw_vendor_is_control(enum gw_control_kind kind, const uint8_t *body, size_t
 /* Whether a Content-Type header value is acceptable for the body kind; NULL is not. */
 bool gw_vendor_content_type_ok(enum gw_body_kind kind, const char *ctype);
 
+/* Whether a Content-Length header value declares more than max bytes (NULL: not declared). */
+bool gw_vendor_declared_too_large(const char *content_length, size_t max);
+
+/* What the path and method of a request call for, before the body is read (pure; the request
+ * layer adds draining, size and capacity checks for webhooks). */
+enum gw_route_kind {
+    GW_ROUTE_REJECT,    /* status/reason: 404 (unknown path, wrong token, disabled) or 405 */
+    GW_ROUTE_HANDSHAKE, /* GET/HEAD to a vendor with a handshake */
+    GW_ROUTE_WEBHOOK,   /* POST to a vendor route (enabled tells whether it is configured) */
+};
+
+struct gw_route {
+    enum gw_route_kind kind;
+    const struct gw_vendor *vendor; /* NULL when the path names no vendor */
+    bool enabled;
+    unsigned status;                /* GW_ROUTE_REJECT only */
+    const char *reason;             /* GW_ROUTE_REJECT only: static short code */
+    const char *allow;              /* Allow header of a 405, else NULL */
+};
+
+/* Route `url` (path without the query) and `method`. A wrong or missing path token answers like
+ * an unknown path; tokens are compared in constant time. */
+void gw_route_decide(const struct gw_cfg *cfg, const char *url, const char *method,
+                     struct gw_route *out);
+
 #endif

@@ -193,6 +193,12 @@ static bool within_window(int64_t ts_ms, const struct gw_verify_req *r)
     return skew <= tol_ms && skew >= -tol_ms;
 }
 
+/* The same for a timestamp in seconds; one too large to convert is outside any window. */
+static bool within_window_s(int64_t ts_s, const struct gw_verify_req *r)
+{
+    return ts_s <= INT64_MAX / 1000 && within_window(ts_s * 1000, r);
+}
+
 /* Compare a MAC against base64 text: encode ours, compare the texts in constant time. */
 static bool b64_matches(const uint8_t *mac, size_t maclen, const char *text, size_t textlen)
 {
@@ -382,7 +388,7 @@ enum gw_verdict gw_verify_terra(const struct gw_cfg *cfg, const struct gw_verify
     if (!parse_timestamp(t, tlen, &ts)) {
         return GW_VERIFY_MALFORMED;
     }
-    if (!within_window(ts * 1000, r)) {
+    if (!within_window_s(ts, r)) {
         return GW_VERIFY_STALE;
     }
     parts[0] = t;
@@ -423,7 +429,7 @@ enum gw_verdict gw_verify_app(const struct gw_cfg *cfg, const struct gw_verify_r
     if (id[0] == '\0' || strlen(id) > SIG_TEXT_MAX || !parse_timestamp(ts, strlen(ts), &ts_val)) {
         return GW_VERIFY_MALFORMED;
     }
-    if (!within_window(ts_val * 1000, r)) {
+    if (!within_window_s(ts_val, r)) {
         return GW_VERIFY_STALE;
     }
     parts[0] = id;

@@ -403,6 +403,9 @@ static rd_kafka_t *new_producer(struct proc_loop *l, struct cm_err *err)
         { "message.timeout.ms", timeout },
         { "transactional.id", l->txn_id },
         { "transaction.timeout.ms", "60000" },
+        /* A dead letter carries a whole raw record (bodies up to the gateway's 16m ceiling):
+         * librdkafka's 1 MB default made such a record a poison pill that stopped the loop. */
+        { "message.max.bytes", "33554432" },
     };
     rd_kafka_conf_t *conf = cm_kafka_conf_new(l->cfg->kafka_brokers, err);
 

@@ -13,6 +13,7 @@
  * start/end; a `date` (YYYY-MM-DD) gives the whole UTC day. Other appli values ->
  * "unsupported_record: appli". */
 #include <math.h>
+#include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,8 +120,9 @@ static bool parse_uint(const char *s, int64_t max, int64_t *out)
     if (s[0] < '0' || s[0] > '9') {
         return false;
     }
+    errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (*end != '\0' || v < 0 || v > max) {
+    if (errno != 0 || *end != '\0' || v < 0 || v > max) {
         return false;
     }
     *out = v;
@@ -146,7 +148,9 @@ static enum cm_rc parse_body(const struct form *form, struct proc_out *out, stru
     if (form->appli[0] == '\0') {
         return cm_err_set(err, CM_INVALID, "missing_field: appli");
     }
-    if (!parse_uint(form->userid, INT64_MAX, &uid)) {
+    /* Canonical decimal only: "030001" would be another id for the same user. */
+    if (!parse_uint(form->userid, INT64_MAX, &uid) ||
+        (form->userid[0] == '0' && form->userid[1] != '\0')) {
         return cm_err_set(err, CM_INVALID, "out_of_range: userid");
     }
     if (!parse_uint(form->appli, 1000, &appli)) {

@@ -20,6 +20,7 @@ PACKAGES=(
     python3-avro python3-confluent-kafka python3-pytest python3-requests
     openjdk-17-jre-headless maven
     prometheus python3-venv python3-yaml
+    clang-14 libclang-rt-14-dev valgrind gcovr cppcheck clang-tidy-14
 )
 # kustomize for the k8s/ manifests test (`go install`, needs the Go toolchain on PATH).
 KUSTOMIZE_MODULE=sigs.k8s.io/kustomize/kustomize/v5

@@ -118,20 +118,29 @@ def raw_http(method, path, headers, body_len, chunk=b"x" * 65536, timeout=15.0):
             except OSError:
                 break
             sent += len(piece)
-        data = b""
-        while b"\r\n" not in data and time.monotonic() < end:
-            try:
-                got = sock.recv(4096)
-            except OSError:
-                break
-            if not got:
-                break
-            data += got
-        if not data.startswith(b"HTTP/"):
+        status = read_status(sock, end)
+        if status is None:
             raise OSError("no HTTP answer")
-        return int(data.split(b" ", 2)[1])
+        return status
     finally:
         sock.close()
+
+
+def read_status(sock, end):
+    """Read until the status line of an HTTP answer has arrived (or the peer closes, or the
+    monotonic deadline `end` passes); returns the status code, or None without an answer."""
+    data = b""
+    while b"\r\n" not in data and time.monotonic() < end:
+        try:
+            got = sock.recv(4096)
+        except OSError:
+            break
+        if not got:
+            break
+        data += got
+    if not data.startswith(b"HTTP/"):
+        return None
+    return int(data.split(b" ", 2)[1])
 
 
 # ---------------------------------------------------------------- fixtures

@@ -40,6 +40,9 @@ static void cfg_defaults(void)
     cfg.max_in_flight = 40;
     cfg.tolerance_s = 300;
     cfg.delivery_timeout_ms = 3000;
+    cfg.http_max_connections = 1024;
+    cfg.http_connection_timeout_s = 10;
+    cfg.http_max_header_bytes = (size_t)32 * 1024;
     cfg.secret_whoop = WHOOP_SECRET;
     cfg.secret_polar = "polar-http-secret";
     cfg.secret_fitbit = "fitbit-http-secret";

@@ -263,6 +263,10 @@ START_TEST(test_terra_failures)
     ck_assert_int_eq(run(gw_verify_terra, none, TERRA_BODY, TERRA_NOW_MS), GW_VERIFY_MISSING);
     ck_assert_int_eq(run(gw_verify_terra, ok, TERRA_BODY, TERRA_NOW_MS + 301000), GW_VERIFY_STALE);
     ck_assert_int_eq(run(gw_verify_terra, ok, TERRA_BODY, TERRA_NOW_MS - 301000), GW_VERIFY_STALE);
+    /* fuzz (verify): a timestamp too large to convert to milliseconds is stale, not overflow. */
+    static const struct hdr huge_t[] = {{"terra-signature", "t=179000000190000000,v1=" TERRA_HEX},
+                                        {NULL, NULL}};
+    ck_assert_int_eq(run(gw_verify_terra, huge_t, TERRA_BODY, TERRA_NOW_MS), GW_VERIFY_STALE);
     body[5] = 'T';
     ck_assert_int_eq(run(gw_verify_terra, ok, body, TERRA_NOW_MS), GW_VERIFY_MISMATCH);
     cfg.secret_terra = "terra_test_signing_secreT";
@@ -315,6 +319,12 @@ START_TEST(test_app_failures)
     ck_assert_int_eq(run(gw_verify_app, other_id, APP_BODY, APP_NOW_MS), GW_VERIFY_MISMATCH);
     ck_assert_int_eq(run(gw_verify_app, no_id, APP_BODY, APP_NOW_MS), GW_VERIFY_MISSING);
     ck_assert_int_eq(run(gw_verify_app, no_v1, APP_BODY, APP_NOW_MS), GW_VERIFY_MALFORMED);
+    /* A timestamp too large to convert to milliseconds is stale (found by the verify fuzzer). */
+    static const struct hdr huge_ts[] = {{"webhook-id", APP_ID},
+                                         {"webhook-timestamp", "999999999999999999"},
+                                         {"webhook-signature", APP_SIG},
+                                         {NULL, NULL}};
+    ck_assert_int_eq(run(gw_verify_app, huge_ts, APP_BODY, APP_NOW_MS), GW_VERIFY_STALE);
     cfg.secret_app = "whsec_ZGV2LWFwcC1zdGFuZGFyZC13ZWJob29rcy1zZWNyZXQ=";
     ck_assert_int_eq(gw_cfg_derive(&cfg, NULL), CM_OK);
     ck_assert_int_eq(run(gw_verify_app, app_ok, APP_BODY, APP_NOW_MS), GW_VERIFY_MISMATCH);

@@ -178,6 +178,8 @@ static const struct bad_case bad_cases[] = {
     { "withings", "userid=30001", "missing_field: appli" },
     { "withings", "userid=30001&appli=999", "unsupported_record: appli" },
     { "withings", "userid=abc&appli=1", "out_of_range: userid" },
+    { "withings", "userid=030001&appli=1", "out_of_range: userid" }, /* fuzz: norm_withings */
+    { "withings", "userid=99999999999999999999&appli=1", "out_of_range: userid" },
     { "withings", "userid=30001&appli=1&startdate=-5", "out_of_range: startdate" },
     { "withings", "userid=30001&appli=1&startdate=20&enddate=10", "out_of_range: enddate" },
     { "withings", "userid=30001&appli=1&userid=30002", "duplicate_field: userid" },
