@@ -59,6 +59,36 @@ def test_schema_validation(rendered, path, tmp_path):
     assert path == "kafka" or validated, "nothing validated"
 
 
+def test_spool_drain_pod(rendered, tmp_path):
+    """k8s/tools/gateway-spool-drain.yaml, filled in as the runbook does, validates; it mounts a
+    gateway's claim at SPOOL_DIR, stays out of the Service and inside the gateway's egress policy."""
+    with open(os.path.join(K8S, "tools", "gateway-spool-drain.yaml"), encoding="utf-8") as f:
+        text = f.read().replace("@ORDINAL@", "3").replace(
+            "@IMAGE@", "registry.example.internal/auren/auren-gateway:0.1.0")
+    f = tmp_path / "drain.yaml"
+    f.write_text(text)
+    r = opslib.run([os.path.join(opslib.VENV_BIN, "kubernetes-validate"), "--strict",
+                    "-k", KUBE_VERSION, str(f)])
+    assert r.returncode == 0 and "ERROR" not in r.stdout + r.stderr, r.stdout + r.stderr
+    (pod,) = _docs(text)
+    docs = _docs(rendered["overlays/prod"])
+    cfg = _by_kind(docs, "ConfigMap")["auren-config"]["data"]
+    (c,) = pod["spec"]["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert mounts.get(cfg["SPOOL_DIR"]) == "spool"
+    claims = {v["name"]: v.get("persistentVolumeClaim") for v in pod["spec"]["volumes"]}
+    sts = _by_kind(docs, "StatefulSet")["auren-gateway"]
+    tmpl = sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+    assert claims["spool"]["claimName"] == "%s-%s-3" % (tmpl, sts["metadata"]["name"])
+    labels = pod["metadata"]["labels"]
+    svc = _by_kind(docs, "Service")["auren-gateway"]["spec"]["selector"]
+    assert any(labels.get(k) != v for k, v in svc.items()), "the drain pod must not get webhooks"
+    sel = _by_kind(docs, "NetworkPolicy")["auren-gateway"]["spec"]["podSelector"]
+    (expr,) = sel["matchExpressions"]
+    assert expr["operator"] == "In" and labels[expr["key"]] in expr["values"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
 def test_validation_catches_a_bad_manifest(tmp_path):
     """The validator is strict for the built-in kinds (an unknown field fails)."""
     f = tmp_path / "bad.yaml"
