@@ -82,7 +82,10 @@ rd_kafka_conf_t *cm_kafka_conf_new(const char *brokers, struct cm_err *err)
         }
         memcpy(name, *e, n);
         name[n] = '\0';
-        if (strcmp(name, "KAFKA_BROKERS") == 0) {
+        /* Handled by the binaries themselves: the broker list, and the per-instance
+         * transactional id (cm_kafka_instance_id), which must not leak into other clients of the
+         * same process (the fetcher's plain producer would become transactional). */
+        if (strcmp(name, "KAFKA_BROKERS") == 0 || strcmp(name, "KAFKA_TRANSACTIONAL_ID") == 0) {
             continue;
         }
         env_to_property(name, prop, sizeof(prop));

@@ -249,10 +249,16 @@ START_TEST(test_kafka_env_passthrough)
     size_t n = sizeof(val);
 
     setenv("KAFKA_LINGER_MS", "7", 1);
+    setenv("KAFKA_TRANSACTIONAL_ID", "auren-processor-x", 1);
     conf = cm_kafka_conf_new("127.0.0.1:1", &err);
     ck_assert_ptr_nonnull(conf);
     ck_assert_int_eq(rd_kafka_conf_get(conf, "linger.ms", val, &n), RD_KAFKA_CONF_OK);
     ck_assert_str_eq(val, "7");
+    /* The per-instance transactional id is for the processor's own producer only. */
+    n = sizeof(val);
+    ck_assert(rd_kafka_conf_get(conf, "transactional.id", val, &n) != RD_KAFKA_CONF_OK ||
+              val[0] == '\0');
+    unsetenv("KAFKA_TRANSACTIONAL_ID");
     rd_kafka_conf_destroy(conf);
 
     setenv("KAFKA_NO_SUCH_PROPERTY", "1", 1);
