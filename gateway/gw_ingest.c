@@ -157,6 +157,7 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t json_len, void *opaque)
     (void)rk;
     if (up >= 0) {
         atomic_store(&ing->brokers_up, up);
+        cm_metric_set(gw_metrics.kafka_brokers_up, (double)up);
     }
     return 0; /* librdkafka frees json */
 }
@@ -313,6 +314,7 @@ struct gw_ingest *gw_ingest_new(const struct gw_cfg *cfg, const char *const *pro
         if (ing->spool == NULL) {
             goto fail;
         }
+        cm_metric_set(gw_metrics.spool_max_bytes, (double)cfg->spool_max_bytes);
     }
     if (pthread_create(&ing->poller, NULL, poll_main, ing) != 0) {
         cm_err_set(err, CM_FATAL, "cannot start the kafka poll thread");

@@ -66,6 +66,10 @@ void gw_metrics_init(void)
         "auren_gateway_delivery_failures_total",
         "Failed deliveries by rd_kafka_message_status (not_persisted, possibly_persisted)", 1,
         "status");
+    gw_metrics.spool_max_bytes = cm_metric_gauge("auren_gateway_spool_max_bytes",
+                                                 "Spool bound, SPOOL_MAX_BYTES (0: no spool)", 0);
+    gw_metrics.kafka_brokers_up = cm_metric_gauge("auren_gateway_kafka_brokers_up",
+                                                  "Kafka brokers in state UP for the producer", 0);
     cm_metric_gauge_fn("auren_gateway_in_flight", "Webhook requests being handled", read_in_flight,
                        NULL);
     gw_metrics.in_flight_limit =

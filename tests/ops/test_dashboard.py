@@ -1,7 +1,7 @@
 """The Grafana dashboard ops/grafana/auren-bridge.json: every query parses (promtool), selects only
 metrics the live binaries expose, with label names they carry, and the dashboard covers what an
 operator needs (throughput, errors, signature failures, latency, in-flight vs cap, lag, DLQ,
-Redis and PostgreSQL errors)."""
+Redis and PostgreSQL errors, the gateway spool, delivery failures, processor transactions)."""
 
 import json
 import os
@@ -22,6 +22,10 @@ REQUIRED = {
     "auren_persister_dlq_records_total", "auren_processor_redis_errors_total",
     "auren_processor_pg_errors_total", "auren_persister_pg_errors_total",
     "auren_pipeline_e2e_latency_seconds_bucket", "auren_processor_events_normalized_total",
+    "auren_gateway_spool_bytes", "auren_gateway_spool_max_bytes", "auren_gateway_spool_records",
+    "auren_gateway_spool_appends_total", "auren_gateway_spool_replayed_total",
+    "auren_gateway_spool_torn_tails_total", "auren_gateway_delivery_failures_total",
+    "auren_gateway_kafka_brokers_up", "auren_processor_transactions_total",
 }
 
 

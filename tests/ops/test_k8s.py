@@ -4,7 +4,7 @@ fields fail). The custom resources (Strimzi KafkaTopic, Prometheus Operator Serv
 PrometheusRule) have no schema there: kubernetes-validate skips them with a warning, and this file
 checks their important fields itself. Plus the rules of the issue: probes, resources, non-root
 read-only containers, config from the ConfigMap, secrets only by reference, HPA limits within the
-partition counts, a PDB per stage, and the container build files."""
+partition counts, a PDB per stage, the gateway's spool volume, and the container build files."""
 
 import os
 import re
@@ -59,6 +59,36 @@ def test_schema_validation(rendered, path, tmp_path):
     assert path == "kafka" or validated, "nothing validated"
 
 
+def test_spool_drain_pod(rendered, tmp_path):
+    """k8s/tools/gateway-spool-drain.yaml, filled in as the runbook does, validates; it mounts a
+    gateway's claim at SPOOL_DIR, stays out of the Service and inside the gateway's egress policy."""
+    with open(os.path.join(K8S, "tools", "gateway-spool-drain.yaml"), encoding="utf-8") as f:
+        text = f.read().replace("@ORDINAL@", "3").replace(
+            "@IMAGE@", "registry.example.internal/auren/auren-gateway:0.1.0")
+    f = tmp_path / "drain.yaml"
+    f.write_text(text)
+    r = opslib.run([os.path.join(opslib.VENV_BIN, "kubernetes-validate"), "--strict",
+                    "-k", KUBE_VERSION, str(f)])
+    assert r.returncode == 0 and "ERROR" not in r.stdout + r.stderr, r.stdout + r.stderr
+    (pod,) = _docs(text)
+    docs = _docs(rendered["overlays/prod"])
+    cfg = _by_kind(docs, "ConfigMap")["auren-config"]["data"]
+    (c,) = pod["spec"]["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert mounts.get(cfg["SPOOL_DIR"]) == "spool"
+    claims = {v["name"]: v.get("persistentVolumeClaim") for v in pod["spec"]["volumes"]}
+    sts = _by_kind(docs, "StatefulSet")["auren-gateway"]
+    tmpl = sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+    assert claims["spool"]["claimName"] == "%s-%s-3" % (tmpl, sts["metadata"]["name"])
+    labels = pod["metadata"]["labels"]
+    svc = _by_kind(docs, "Service")["auren-gateway"]["spec"]["selector"]
+    assert any(labels.get(k) != v for k, v in svc.items()), "the drain pod must not get webhooks"
+    sel = _by_kind(docs, "NetworkPolicy")["auren-gateway"]["spec"]["podSelector"]
+    (expr,) = sel["matchExpressions"]
+    assert expr["operator"] == "In" and labels[expr["key"]] in expr["values"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
 def test_validation_catches_a_bad_manifest(tmp_path):
     """The validator is strict for the built-in kinds (an unknown field fails)."""
     f = tmp_path / "bad.yaml"
@@ -68,10 +98,18 @@ def test_validation_catches_a_bad_manifest(tmp_path):
     assert r.returncode != 0
 
 
+def _workloads(docs):
+    """The three stages: the gateway a StatefulSet (its spool), the others Deployments."""
+    out = dict(_by_kind(docs, "Deployment"))
+    out.update(_by_kind(docs, "StatefulSet"))
+    return out
+
+
 def test_deployments(rendered):
     docs = _docs(rendered["overlays/prod"])
-    deps = _by_kind(docs, "Deployment")
+    deps = _workloads(docs)
     assert set(deps) == {"auren-" + s for s in STAGES}
+    assert set(_by_kind(docs, "StatefulSet")) == {"auren-gateway"}
     for name, d in deps.items():
         pod = d["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -93,6 +131,37 @@ def test_deployments(rendered):
                                      env["name"]) or "valueFrom" in env, (name, env["name"])
             assert re.match(r"registry\.example\.internal/auren/" + name + ":", c["image"])
     assert not _by_kind(docs, "Secret"), "no Secret (and no secret value) is committed"
+
+
+def test_gateway_spool_volume(rendered):
+    """The gateway's spool: a claim per replica mounted at SPOOL_DIR (the only writable path
+    besides /tmp under a read-only root), kept on scale-down, and a grace period that covers the
+    preStop pause plus the SIGTERM drain (DELIVERY_TIMEOUT_MS + 2 s, flush 2 s)."""
+    docs = _docs(rendered["overlays/prod"])
+    cfg = _by_kind(docs, "ConfigMap")["auren-config"]["data"]
+    sts = _by_kind(docs, "StatefulSet")["auren-gateway"]["spec"]
+    assert sts["serviceName"] in _by_kind(docs, "Service")
+    assert sts["persistentVolumeClaimRetentionPolicy"] == {"whenScaled": "Retain",
+                                                           "whenDeleted": "Retain"}
+    claims = {c["metadata"]["name"]: c for c in sts["volumeClaimTemplates"]}
+    assert set(claims) == {"spool"}
+    assert claims["spool"]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    size = claims["spool"]["spec"]["resources"]["requests"]["storage"]
+    units = {"Mi": 1 << 20, "Gi": 1 << 30}
+    limit = cfg["SPOOL_MAX_BYTES"]
+    limit_bytes = int(limit[:-1]) * {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[limit[-1]]
+    assert int(size[:-2]) * units[size[-2:]] > limit_bytes, "claim smaller than SPOOL_MAX_BYTES"
+    pod = sts["template"]["spec"]
+    (c,) = pod["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert mounts.get(cfg["SPOOL_DIR"]) == "spool"
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    pre = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+    drain = int(cfg["DELIVERY_TIMEOUT_MS"]) / 1000 + 2 + 2
+    assert pod["terminationGracePeriodSeconds"] > pre + drain
+    hpa = _by_kind(docs, "HorizontalPodAutoscaler")["auren-gateway"]["spec"]["scaleTargetRef"]
+    assert hpa == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "auren-gateway"}
 
 
 def test_services_and_monitoring(rendered):
@@ -126,7 +195,7 @@ def test_autoscaling_within_partitions(rendered):
             limit = topics[topic]["spec"]["partitions"]
             if dep in hpas:
                 assert hpas[dep]["spec"]["maxReplicas"] <= limit, (path, dep)
-            replicas = _by_kind(docs, "Deployment")[dep]["spec"].get("replicas", 1)
+            replicas = _workloads(docs)[dep]["spec"].get("replicas", 1)
             assert replicas <= limit, (path, dep)
         pdbs = _by_kind(docs, "PodDisruptionBudget")
         assert set(pdbs) == {"auren-" + s for s in STAGES}

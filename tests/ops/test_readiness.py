@@ -1,7 +1,9 @@
 """/healthz and /readyz follow the real dependencies, checked with real outages on the local stack:
 PostgreSQL stopped -> the processor (connection lookups) and the persister (its sink) answer 503
 naming PostgreSQL, while the gateway (which needs only Kafka) stays ready; Kafka stopped -> the
-gateway (cannot make records durable) and the processor answer 503. Everything is restarted with
+processor answers 503, and the gateway (its spool makes records durable: scripts/stack.sh gives
+it SPOOL_DIR) stays ready while its auren_gateway_kafka_brokers_up falls to 0. Everything is
+restarted with
 `scripts/stack.sh up` and must be ready again. /healthz (liveness) stays 200 throughout: an
 outage of a dependency is no reason to restart a pod. Runs last in `make test` (test_readiness.py
 sorts after the other tests/ops files); it leaves the stack up."""
@@ -76,7 +78,27 @@ def test_postgresql_down():
         _wait(name, 200)
 
 
+def _brokers_up():
+    status, text = opslib.get(URL["gateway"] + "/metrics", 2.0)
+    for line in text.splitlines() if status == 200 else []:
+        if line.startswith("auren_gateway_kafka_brokers_up "):
+            return float(line.split()[1])
+    return None
+
+
+def _wait_brokers_up(pred, deadline=WAIT):
+    end = time.monotonic() + deadline
+    value = None
+    while time.monotonic() < end:
+        value = _brokers_up()
+        if value is not None and pred(value):
+            return value
+        time.sleep(0.5)
+    pytest.fail("auren_gateway_kafka_brokers_up stayed %r" % value)
+
+
 def test_kafka_down():
+    assert _wait_brokers_up(lambda v: v > 0) >= 1
     with open(KAFKA_PID) as f:
         pid = int(f.read().split()[0])
     with open("/proc/%d/cmdline" % pid, "rb") as f:
@@ -86,10 +108,14 @@ def test_kafka_down():
     while time.monotonic() < end and os.path.exists("/proc/%d" % pid):
         time.sleep(0.2)
     try:
-        _wait("gateway", 503, "kafka")
         _wait("processor", 503, "kafka")
+        _wait_brokers_up(lambda v: v == 0)
+        status, body = _ready("gateway")
+        assert status == 200, "a gateway with a spool stays ready without Kafka: %s %r" % (
+            status, body)
         _alive()
     finally:
         _restart_stack()
     for name in URL:
         _wait(name, 200)
+    _wait_brokers_up(lambda v: v > 0)
