@@ -85,7 +85,10 @@ rd_kafka_conf_t *cm_kafka_conf_new(const char *brokers, struct cm_err *err)
         }
         memcpy(name, *e, n);
         name[n] = '\0';
-        if (strcmp(name, "KAFKA_BROKERS") == 0) {
+        /* KAFKA_TRANSACTIONAL_ID is not a property for every client: cm_kafka_instance_id()
+         * gives it to the one transactional producer (the fetcher's producer would otherwise
+         * become transactional and fail every produce outside a transaction with _STATE) */
+        if (strcmp(name, "KAFKA_BROKERS") == 0 || strcmp(name, "KAFKA_TRANSACTIONAL_ID") == 0) {
             continue;
         }
         env_to_property(name, prop, sizeof(prop));
