@@ -1,7 +1,8 @@
 """/healthz and /readyz follow the real dependencies, checked with real outages on the local stack:
 PostgreSQL stopped -> the processor (connection lookups) and the persister (its sink) answer 503
 naming PostgreSQL, while the gateway (which needs only Kafka) stays ready; Kafka stopped -> the
-gateway (cannot make records durable) and the processor answer 503. Everything is restarted with
+processor answers 503, and the gateway, whose durable spool (`make up` sets SPOOL_DIR) takes the
+records Kafka cannot, stays ready (README, SPOOL_DIR: without a spool it would answer 503). Everything is restarted with
 `scripts/stack.sh up` and must be ready again. /healthz (liveness) stays 200 throughout: an
 outage of a dependency is no reason to restart a pod. Runs last in `make test` (test_readiness.py
 sorts after the other tests/ops files); it leaves the stack up."""
@@ -86,8 +87,10 @@ def test_kafka_down():
     while time.monotonic() < end and os.path.exists("/proc/%d" % pid):
         time.sleep(0.2)
     try:
-        _wait("gateway", 503, "kafka")
         _wait("processor", 503, "kafka")
+        status, body = _ready("gateway")
+        assert status == 200, "gateway with a spool: /readyz %s %r while Kafka is down" % (
+            status, body)
         _alive()
     finally:
         _restart_stack()
