@@ -244,6 +244,9 @@ def second_processor(stack, env_values):
     env = dict(os.environ)
     env.update(env_values)
     env["HTTP_PORT"] = "9111"
+    # Replicas on one host need their own transactional.id, or the newer one fences the stack's
+    # processor (README, Reliability: KAFKA_TRANSACTIONAL_ID).
+    env["KAFKA_TRANSACTIONAL_ID"] = "auren-processor-e2e-replica-2"
     log = open(os.path.join(e2elib.REPO_ROOT, ".state", "logs", "processor-2.log"), "ab")
     proc = subprocess.Popen([os.path.join(build, "auren-processor")], env=env, stdout=log,
                             stderr=log, start_new_session=True)
