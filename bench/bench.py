@@ -262,7 +262,11 @@ class Bench:
     # ------------------------------------------------------------------ phases
 
     def gw_env(self, cap):
-        return {"MAX_CONCURRENT_WEBHOOKS": str(cap), "HTTP_PORT": str(GW_PORT)}
+        # A spool of its own: the stack's (.state/spool) stays with the stack, and a lock left on
+        # it (e.g. by a gateway the fault suite restarted that is still exiting) cannot stop the
+        # bench's gateway from starting.
+        return {"MAX_CONCURRENT_WEBHOOKS": str(cap), "HTTP_PORT": str(GW_PORT),
+                "SPOOL_DIR": os.path.join(self.tmp, "spool")}
 
     def phase_http(self):
         res = {}
