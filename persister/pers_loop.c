@@ -6,8 +6,10 @@
  * exponential backoff; on success the partitions resume where the application left off).
  * A rebalance that revokes partitions drops their part of the uncommitted batch; the new owner
  * re-reads it and the writes are idempotent.
- * Offsets are committed explicitly and synchronously after the database COMMIT and after the DLQ
- * producer has acknowledged every dead letter of the batch.
+ * Offsets are committed explicitly after the database COMMIT and after the DLQ producer has
+ * acknowledged every dead letter of the batch; the Kafka commit is asynchronous (its result comes
+ * to on_commit): the offsets in PostgreSQL are the ones a new owner seeks to, Kafka's only feed
+ * lag monitoring, so the next batch need not wait for the broker's round trip.
  * Logs carry counts, durations, partitions, offsets and SQLSTATEs only (PHI rule). */
 #include "pers_loop.h"
 
@@ -670,6 +672,31 @@ static void hook_pg_error(void *arg, const struct pers_pg_outcome *why)
                 why->sqlstate[0] != '\0' ? why->sqlstate : "none");
 }
 
+static void log_commit_failed(rd_kafka_resp_err_t e, int partitions)
+{
+    /* The rows are durable; an uncommitted offset only means an idempotent re-read. */
+    cm_log_warn("offsets.commit_failed", "err=%s partitions=%d", rd_kafka_err2name(e),
+                partitions);
+    cm_metric_inc(m_batches, "commit_failed");
+}
+
+/* The result of an asynchronous commit, served by rd_kafka_consumer_poll(). */
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                      rd_kafka_topic_partition_list_t *offs, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        log_commit_failed(e, offs != NULL ? offs->cnt : 0);
+        return;
+    }
+    for (int i = 0; offs != NULL && i < offs->cnt; i++) {
+        cm_log_debug("offsets.committed", "topic=%s partition=%d offset=%lld",
+                     offs->elems[i].topic, (int)offs->elems[i].partition,
+                     (long long)offs->elems[i].offset);
+    }
+}
+
 static rd_kafka_t *new_consumer(struct pers_loop *l, struct cm_err *err)
 {
     rd_kafka_conf_t *conf = cm_kafka_conf_new(l->cfg->brokers, err);
@@ -694,6 +721,7 @@ static rd_kafka_t *new_consumer(struct pers_loop *l, struct cm_err *err)
     rd_kafka_conf_set_opaque(conf, l);
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_stats_cb(conf, on_stats);
+    rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
     if (rk == NULL) {
         rd_kafka_conf_destroy(conf);
@@ -870,18 +898,9 @@ static void commit_offsets(struct pers_loop *l)
     if (offs == NULL) {
         return;
     }
-    e = rd_kafka_commit(l->rk, offs, 0);
+    e = rd_kafka_commit(l->rk, offs, 1);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        /* The rows are durable; an uncommitted offset only means an idempotent re-read. */
-        cm_log_warn("offsets.commit_failed", "err=%s partitions=%d", rd_kafka_err2name(e),
-                    offs->cnt);
-        cm_metric_inc(m_batches, "commit_failed");
-    } else {
-        for (int i = 0; i < offs->cnt; i++) {
-            cm_log_debug("offsets.committed", "topic=%s partition=%d offset=%lld",
-                         offs->elems[i].topic, (int)offs->elems[i].partition,
-                         (long long)offs->elems[i].offset);
-        }
+        log_commit_failed(e, offs->cnt);
     }
     rd_kafka_topic_partition_list_destroy(offs);
 }

@@ -13,10 +13,14 @@
 #include "cm/log.h"
 
 #define COPY_CHUNK (256 * 1024)
+/* After a batch met a stored (or repeated) event_id, this many batches take the staging path
+ * at once instead of trying the direct COPY first: a replay usually brings many duplicates. */
+#define STAGING_AFTER_CONFLICT 16
 
 struct pers_pg {
     char *url;
     PGconn *conn;
+    int staging_batches; /* batches left that skip the direct COPY */
 };
 
 const char pers_pg_copy_columns[] =
@@ -31,6 +35,13 @@ static const char sql_staging[] =
     "CREATE TEMP TABLE IF NOT EXISTS staging (LIKE biometric_events INCLUDING DEFAULTS) "
     "ON COMMIT DELETE ROWS";
 static const char sql_copy[] = "COPY staging (" COLS ") FROM STDIN (FORMAT binary)";
+/* The fast path: rows straight into the table under a savepoint. A duplicate event_id (stored
+ * before, or twice in the batch) fails it with unique_violation; the batch then rolls back to the
+ * savepoint and takes the staging path, whose result is the same as if it had gone there first
+ * (a batch without a repeated id inserts every row, tombstones already deleted). */
+static const char sql_begin_direct[] = "BEGIN; SAVEPOINT direct";
+static const char sql_copy_direct[] =
+    "COPY biometric_events (" COLS ") FROM STDIN (FORMAT binary)";
 /* DISTINCT ON keeps one row per event_id (a tombstone first), so the statement never meets the
  * same key twice; RETURNING yields exactly the rows that were new. */
 static const char sql_insert[] =
@@ -340,14 +351,17 @@ enum cm_rc pers_pg_ping(struct pers_pg *pg, struct pers_pg_outcome *out, struct 
     return exec_ok(pg, "SELECT 1", "ping", out, err);
 }
 
-static enum cm_rc copy_rows(struct pers_pg *pg, const struct cm_biometric_event *const *ev,
-                            size_t n, struct pers_pg_outcome *out, struct cm_err *err)
+/* COPY the rows with `sql`. When `conflict` is not NULL, a unique_violation sets it and returns
+ * CM_OK with the transaction left failed (the caller rolls back to its savepoint). */
+static enum cm_rc copy_rows(struct pers_pg *pg, const char *sql,
+                            const struct cm_biometric_event *const *ev, size_t n, bool *conflict,
+                            struct pers_pg_outcome *out, struct cm_err *err)
 {
     struct cm_buf b;
     PGresult *res;
     bool sent = true;
 
-    res = PQexec(pg->conn, sql_copy);
+    res = PQexec(pg->conn, sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         return fail(pg, res, "copy", out, err);
     }
@@ -371,9 +385,16 @@ static enum cm_rc copy_rows(struct pers_pg *pg, const struct cm_biometric_event 
      * surface here, after the end of data. */
     res = PQgetResult(pg->conn);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         PGresult *rest;
         while ((rest = PQgetResult(pg->conn)) != NULL) {
             PQclear(rest);
+        }
+        if (conflict != NULL && state != NULL && strcmp(state, "23505") == 0 &&
+            pers_pg_connected(pg)) {
+            PQclear(res);
+            *conflict = true;
+            return CM_OK;
         }
         return fail(pg, res, "copy", out, err);
     }
@@ -445,6 +466,58 @@ static enum cm_rc upsert_offsets(struct pers_pg *pg, const char *group,
     return CM_OK;
 }
 
+/* Direct COPY of a batch inside the open transaction (after SAVEPOINT direct). *done tells
+ * whether the rows are in; when not, the transaction is back at the savepoint. */
+static enum cm_rc copy_direct(struct pers_pg *pg, const struct cm_biometric_event *const *ev,
+                              size_t n, int64_t *received_us, bool *done,
+                              struct pers_pg_outcome *out, struct cm_err *err)
+{
+    bool conflict = false;
+    enum cm_rc rc = copy_rows(pg, sql_copy_direct, ev, n, &conflict, out, err);
+
+    *done = false;
+    if (rc != CM_OK) {
+        return rc;
+    }
+    if (conflict) {
+        pg->staging_batches = STAGING_AFTER_CONFLICT;
+        return exec_ok(pg, "ROLLBACK TO SAVEPOINT direct", "rollback_direct", out, err);
+    }
+    for (size_t i = 0; received_us != NULL && i < n; i++) {
+        received_us[i] = ev[i]->received_at_us;
+    }
+    out->inserted = n;
+    *done = true;
+    return CM_OK;
+}
+
+static bool any_tombstone(const struct cm_biometric_event *const *ev, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ev[i]->deleted) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The staging path: COPY into staging, INSERT ... SELECT DISTINCT ON ... ON CONFLICT DO
+ * NOTHING, then the tombstone UPDATE when the batch has a tombstone at all. */
+static enum cm_rc store_staged(struct pers_pg *pg, const struct cm_biometric_event *const *ev,
+                               size_t n, int64_t *received_us, struct pers_pg_outcome *out,
+                               struct cm_err *err)
+{
+    enum cm_rc rc = copy_rows(pg, sql_copy, ev, n, NULL, out, err);
+
+    if (rc == CM_OK) {
+        rc = insert_rows(pg, received_us, n, out, err);
+    }
+    if (rc == CM_OK && any_tombstone(ev, n)) {
+        rc = mark_tombstones(pg, out, err);
+    }
+    return rc;
+}
+
 enum cm_rc pers_pg_store(struct pers_pg *pg, const struct cm_biometric_event *const *ev, size_t n,
                          int64_t *inserted_received_us, struct pers_pg_outcome *out,
                          struct cm_err *err)
@@ -459,6 +532,7 @@ enum cm_rc pers_pg_store_with_offsets(struct pers_pg *pg,
                                       struct pers_pg_outcome *out, struct cm_err *err)
 {
     enum cm_rc rc = pers_pg_connect(pg, out, err);
+    bool direct, done = false;
 
     if (rc != CM_OK) {
         return rc;
@@ -466,10 +540,14 @@ enum cm_rc pers_pg_store_with_offsets(struct pers_pg *pg,
     if (n == 0 && n_offs == 0) {
         return CM_OK;
     }
-    if ((rc = exec_ok(pg, "BEGIN", "begin", out, err)) != CM_OK ||
-        (n > 0 && (rc = copy_rows(pg, ev, n, out, err)) != CM_OK) ||
-        (n > 0 && (rc = insert_rows(pg, inserted_received_us, n, out, err)) != CM_OK) ||
-        (n > 0 && (rc = mark_tombstones(pg, out, err)) != CM_OK) ||
+    direct = n > 0 && pg->staging_batches == 0;
+    if (n > 0 && pg->staging_batches > 0) {
+        pg->staging_batches--;
+    }
+    if ((rc = exec_ok(pg, direct ? sql_begin_direct : "BEGIN", "begin", out, err)) != CM_OK ||
+        (direct && (rc = copy_direct(pg, ev, n, inserted_received_us, &done, out, err)) != CM_OK) ||
+        (n > 0 && !done &&
+         (rc = store_staged(pg, ev, n, inserted_received_us, out, err)) != CM_OK) ||
         (n_offs > 0 && (rc = upsert_offsets(pg, group, offs, n_offs, out, err)) != CM_OK)) {
         out->inserted = 0;
         out->tombstoned = 0;

@@ -1,9 +1,14 @@
 /* PostgreSQL side of the persister: one connection, one transaction per batch.
  *
- * A batch is written as BEGIN; COPY staging FROM STDIN (FORMAT binary); INSERT INTO
- * biometric_events SELECT DISTINCT ON (event_id) ... ON CONFLICT (event_id) DO NOTHING; UPDATE the
- * deleted flag of rows a tombstone names; COMMIT. `staging` is a per-connection temporary table
- * (LIKE biometric_events, ON COMMIT DELETE ROWS) created once after each connect.
+ * A batch is written as BEGIN; SAVEPOINT; COPY biometric_events FROM STDIN (FORMAT binary);
+ * COMMIT (the direct path). When that COPY meets an event_id already stored or repeated in the
+ * batch (unique_violation), the transaction rolls back to the savepoint and the batch takes the
+ * staging path: COPY staging FROM STDIN (FORMAT binary); INSERT INTO biometric_events SELECT
+ * DISTINCT ON (event_id) ... ON CONFLICT (event_id) DO NOTHING; UPDATE the deleted flag of rows a
+ * tombstone names (only when the batch has a tombstone); COMMIT. The next 16 batches go straight
+ * to the staging path (a replay brings duplicates in runs). Both paths store the same rows.
+ * `staging` is a per-connection temporary table (LIKE biometric_events, ON COMMIT DELETE ROWS)
+ * created once after each connect.
  *
  * Tombstones (deleted = true) are sticky: a tombstone for an unknown event inserts the row already
  * deleted; a tombstone for a stored row sets its `deleted` flag and changes nothing else; a later

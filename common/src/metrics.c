@@ -38,6 +38,7 @@ struct cm_metric {
     pthread_mutex_t lock;
     struct series *series;
     size_t nseries, capseries;
+    size_t last;              /* index of the series found last: tried first */
 };
 
 static struct cm_metric *registry_head;
@@ -117,7 +118,18 @@ struct cm_metric *cm_metric_gauge_fn(const char *name, const char *help, double 
     return m;
 }
 
-/* Called with m->lock held. */
+static bool labels_match(const struct cm_metric *m, const struct series *s, const char **vals)
+{
+    for (int i = 0; i < m->nlabels; i++) {
+        if (strcmp(s->labels[i], vals[i]) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Called with m->lock held. Hot callers (the processor counts every event by vendor and metric)
+ * repeat the same labels in runs, so the last series found is tried before the scan. */
 static struct series *find_series(struct cm_metric *m, va_list ap)
 {
     const char *vals[MAX_LABELS];
@@ -129,16 +141,13 @@ static struct series *find_series(struct cm_metric *m, va_list ap)
             vals[i] = "";
         }
     }
+    if (m->last < m->nseries && labels_match(m, &m->series[m->last], vals)) {
+        return &m->series[m->last];
+    }
     for (size_t k = 0; k < m->nseries; k++) {
-        int i;
-        s = &m->series[k];
-        for (i = 0; i < m->nlabels; i++) {
-            if (strcmp(s->labels[i], vals[i]) != 0) {
-                break;
-            }
-        }
-        if (i == m->nlabels) {
-            return s;
+        if (labels_match(m, &m->series[k], vals)) {
+            m->last = k;
+            return &m->series[k];
         }
     }
     if (m->nseries >= MAX_SERIES) {

@@ -1,7 +1,7 @@
 /* librdkafka helpers shared by the three binaries.
  * - cm_kafka_conf_new(): bootstrap servers, our log callback (library logs go through cm_log),
- *   and every environment variable KAFKA_FOO_BAR (except KAFKA_BROKERS) passed as foo.bar
- *   ("__" stands for "_"), like kcat -X.
+ *   and every environment variable KAFKA_FOO_BAR (except KAFKA_BROKERS and
+ *   KAFKA_TRANSACTIONAL_ID) passed as foo.bar ("__" stands for "_"), like kcat -X.
  * Thread: any. */
 #ifndef CM_KAFKA_H
 #define CM_KAFKA_H

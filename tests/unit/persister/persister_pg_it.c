@@ -308,6 +308,48 @@ START_TEST(test_tombstones_are_sticky)
 }
 END_TEST
 
+/* A fresh writer tries the direct COPY first; a batch meeting a stored event_id falls back to the
+ * staging path inside the same transaction, with the same outcome. */
+START_TEST(test_direct_copy_and_conflict_fallback)
+{
+    struct pers_pg *pg = pers_pg_new(test_url);
+    struct cm_biometric_event first[2], second[3];
+    struct pers_pg_outcome out;
+    int64_t received[3] = { 0, 0, 0 };
+
+    make_event(&first[0], "d-x", 50, false);
+    make_event(&first[1], "d-y", 0, true);
+    make_event(&second[0], "d-x", 0, true); /* stored: the direct COPY fails, staging runs */
+    make_event(&second[1], "d-z", 51, false);
+    make_event(&second[2], "d-z", 51, false);
+
+    ck_assert_int_eq(store(pg, first, 2, received, &out), CM_OK);
+    ck_assert_uint_eq(out.inserted, 2);
+    ck_assert_uint_eq(out.tombstoned, 0);
+    ck_assert_int_eq(received[0], T0 + 1000000);
+    ck_assert_int_eq(received[1], T0 + 1000000);
+    ck_assert_str_eq(column_of("deleted", "d-x"), "f");
+    ck_assert_str_eq(column_of("deleted", "d-y"), "t");
+    ck_assert_str_eq(column_of("persisted_at IS NOT NULL", "d-x"), "t");
+
+    ck_assert_int_eq(store(pg, second, 3, received, &out), CM_OK);
+    ck_assert_uint_eq(out.inserted, 1);
+    ck_assert_uint_eq(out.tombstoned, 1);
+    ck_assert_str_eq(column_of("deleted", "d-x"), "t");
+    ck_assert_str_eq(column_of("value", "d-x"), "50");
+    ck_assert_str_eq(column_of("value", "d-z"), "51");
+    ck_assert_uint_eq(count_rows(), 3);
+
+    for (size_t i = 0; i < 2; i++) {
+        cm_biometric_event_fini(&first[i]);
+    }
+    for (size_t i = 0; i < 3; i++) {
+        cm_biometric_event_fini(&second[i]);
+    }
+    pers_pg_free(pg);
+}
+END_TEST
+
 START_TEST(test_rejected_row_rolls_back_batch)
 {
     struct pers_pg *pg = pers_pg_new(test_url);
@@ -949,6 +991,7 @@ static Suite *pers_pg_it_suite(void)
     tcase_add_checked_fixture(link, setup, teardown);
     tcase_add_test(load, test_load_twice_one_row_per_event);
     tcase_add_test(load, test_tombstones_are_sticky);
+    tcase_add_test(load, test_direct_copy_and_conflict_fallback);
     tcase_add_test(bad, test_rejected_row_rolls_back_batch);
     tcase_add_test(bad, test_bisect_dead_letters_only_bad_rows);
     tcase_add_test(bad, test_offsets_commit_and_roll_back_with_rows);
