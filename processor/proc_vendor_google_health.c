@@ -174,12 +174,11 @@ static enum cm_rc get_value(const json_t *obj, const char *key, double *out, str
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
         size_t n = strlen(s);
-        char *end;
 
         if (n == 0 || n > 18 || strspn(s, "0123456789") != n) {
             return cm_err_set(err, CM_INVALID, "out_of_range: %s", key);
         }
-        *out = strtod(s, &end);
+        *out = strtod(s, NULL);
         return CM_OK;
     }
     enum cm_rc rc = proc_norm_get_num(obj, key, &present, out, err);
@@ -207,6 +206,9 @@ static enum cm_rc data_point(const struct cm_raw_webhook *raw, const json_t *rec
         if (strcmp(rt, gh_types[i].resource) == 0) {
             t = &gh_types[i];
         }
+    }
+    if (t == NULL) {
+        return cm_err_set(err, CM_INVALID, "unsupported_record: %s", proc_norm_safe_name(rt));
     }
     if (!json_is_object(rec)) {
         return cm_err_set(err, CM_INVALID, "wrong_type: dataPoint");
