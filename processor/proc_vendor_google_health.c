@@ -20,8 +20,7 @@
  * [N] = https://googleapis.dev/dotnet/Google.Apis.GoogleHealthAPI.v4/latest/api/
  *       Google.Apis.GoogleHealthAPI.v4.  (the generated client's JSON property names)
  *
- * Webhook body: a JSON
- * array (a single object is accepted too) of
+ * Webhook body: a JSON array (a single object is accepted too) of
  *   {"data":{"healthUserId":"...","operation":"UPSERT|DELETE","dataType":"steps",
  *            "intervals":[{"physicalTimeInterval":{"startTime":"...","endTime":"..."}}],
  *            "clientProvidedSubscriptionName":"...","version":"..."}}
@@ -32,7 +31,7 @@
  *   dataType       resource (as given: [A-Za-z0-9_.-], < 48 chars)
  *   operation      event_type "upsert" / "delete"
  *   intervals      start = earliest startTime, end = latest endTime (when any)
- * The fetcher reads the data type over that window (rollUp / list). */
+ * The fetcher lists the data type's points over that window (proc_fetch_plan.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
