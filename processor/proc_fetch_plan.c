@@ -174,6 +174,49 @@ static enum cm_rc plan_by_id(const struct cm_fetch_job *j, const char *base, con
     return set_url(&plan->reqs[0], base, pq, j->vendor, resource, PROC_STEP_PUBLISH, err);
 }
 
+/* Google Health API v4: GET /v4/users/me/dataTypes/{type}/dataPoints (the token names the user)
+ * with the documented filter over the notified window ("{type_snake}.interval.start_time" for
+ * interval types, "{type_snake}.sample_time.physical_time" for sample types; >= and <), one page of
+ * at most 10000 points. Data types we do not normalize stay "unsupported_fetch". Sources:
+ * https://developers.google.com/health/reference/rest/v4/users.dataTypes.dataPoints/list and
+ * https://developers.google.com/health/filters */
+static const struct {
+    const char *type, *filter_field, *resource;
+} gh_types[] = {
+    { "steps", "steps.interval.start_time", "steps" },
+    { "heart-rate", "heart_rate.sample_time.physical_time", "heart_rate" },
+    { "weight", "weight.sample_time.physical_time", "weight" },
+    { "oxygen-saturation", "oxygen_saturation.sample_time.physical_time", "oxygen_saturation" },
+};
+
+static enum cm_rc plan_google_health(const struct cm_fetch_job *j, const char *base,
+                                     int64_t now_us, struct proc_plan *plan, struct cm_err *err)
+{
+    int64_t start = j->has_start ? j->start_time_us : now_us - DAY_US;
+    int64_t end = j->has_end ? j->end_time_us : now_us;
+    char a[40], b[40], filter[256], enc[512], pq[768];
+
+    for (size_t i = 0; i < CM_ARRAY_LEN(gh_types); i++) {
+        if (strcmp(j->resource, gh_types[i].type) != 0) {
+            continue;
+        }
+        proc_norm_format_time(start, a);
+        proc_norm_format_time(end, b);
+        if (snprintf(filter, sizeof(filter), "%s >= \"%s\" AND %s < \"%s\"",
+                     gh_types[i].filter_field, a, gh_types[i].filter_field, b) >=
+                (int)sizeof(filter) ||
+            !escape(filter, enc, sizeof(enc)) ||
+            snprintf(pq, sizeof(pq), "/v4/users/me/dataTypes/%s/dataPoints?pageSize=%d&filter=%s",
+                     gh_types[i].type, 10000, enc) >= (int)sizeof(pq)) {
+            return cm_err_set(err, CM_INVALID, "out_of_range: url");
+        }
+        plan->n = 1;
+        return set_url(&plan->reqs[0], base, pq, "google_health", gh_types[i].resource,
+                       PROC_STEP_PUBLISH, err);
+    }
+    return cm_err_set(err, CM_INVALID, "unsupported_fetch: %s", proc_norm_safe_name(j->resource));
+}
+
 static bool in_list(const char *s, const char *const *list, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -262,6 +305,8 @@ enum cm_rc proc_fetch_plan(const struct cm_fetch_job *j, const char *base, int64
         return CM_OK;
     } else if (strcmp(v, "withings") == 0) {
         return plan_withings(j, base, now_us, plan, err);
+    } else if (strcmp(v, "google_health") == 0) {
+        return plan_google_health(j, base, now_us, plan, err);
     } else if (strcmp(v, "garmin") == 0) {
         if (j->url == NULL) {
             return cm_err_set(err, CM_INVALID, "missing_field: url");

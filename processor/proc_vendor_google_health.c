@@ -1,5 +1,26 @@
-/* Google Health API webhooks (Fitbit's successor; notification only) -> fetch jobs. Body: a JSON
- * array (a single object is accepted too) of
+/* Google Health API webhooks (Fitbit's successor; notification only) -> fetch jobs, and the data
+ * points the fetcher reads back -> samples.
+ *
+ * Sources of the fetched shapes (Google Health API v4 reference):
+ *   shape                                         page
+ *   list: ListDataPointsResponse                  [R]/users.dataTypes.dataPoints/list
+ *     {dataPoints[], nextPageToken}
+ *   DataPoint {name, dataSource, union member:    [R]/users.dataTypes.dataPoints
+ *     steps | heartRate | weight | oxygenSaturation | ...}
+ *   filter fields per record type                 https://developers.google.com/health/filters
+ *   Steps {count, interval}                       [N]Data.Steps.html
+ *   HeartRate {beatsPerMinute, sampleTime}        [N]Data.HeartRate.html
+ *   Weight {weightGrams, sampleTime, notes}       [N]Data.Weight.html
+ *   OxygenSaturation {percentage, sampleTime}     [N]Data.OxygenSaturation.html
+ *   ObservationSampleTime {physicalTime,          [N]Data.ObservationSampleTime.html
+ *     utcOffset, civilTime}
+ *   ObservationTimeInterval {startTime, endTime,  [N]Data.ObservationTimeInterval.html
+ *     startUtcOffset, endUtcOffset, civil*}
+ * [R] = https://developers.google.com/health/reference/rest/v4
+ * [N] = https://googleapis.dev/dotnet/Google.Apis.GoogleHealthAPI.v4/latest/api/
+ *       Google.Apis.GoogleHealthAPI.v4.  (the generated client's JSON property names)
+ *
+ * Webhook body: a JSON array (a single object is accepted too) of
  *   {"data":{"healthUserId":"...","operation":"UPSERT|DELETE","dataType":"steps",
  *            "intervals":[{"physicalTimeInterval":{"startTime":"...","endTime":"..."}}],
  *            "clientProvidedSubscriptionName":"...","version":"..."}}
@@ -10,7 +31,9 @@
  *   dataType       resource (as given: [A-Za-z0-9_.-], < 48 chars)
  *   operation      event_type "upsert" / "delete"
  *   intervals      start = earliest startTime, end = latest endTime (when any)
- * The fetcher reads the data type over that window (rollUp / list). */
+ * The fetcher lists the data type's points over that window (proc_fetch_plan.c). */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proc_norm.h"
@@ -115,10 +138,129 @@ static enum cm_rc parse_root(const json_t *root, struct proc_out *out, struct cm
     return proc_norm_each(root, parse_one, out, err);
 }
 
-/* Fetched Google Health records are not normalized yet (the REST record shapes are not in our
- * vendor notes): an api_record of this vendor is "unsupported_record". */
+/* ---- fetched records (base https://health.googleapis.com) ----
+ *   record type                     dataPoints[] member        metric
+ *   google_health.steps             steps.count over           steps
+ *                                   steps.interval.{startTime,endTime}
+ *   google_health.heart_rate        heartRate.beatsPerMinute   heart_rate (at sampleTime)
+ *   google_health.weight            weight.weightGrams / 1000  body_weight kg (at sampleTime)
+ *   google_health.oxygen_saturation oxygenSaturation.percentage spo2 % (at sampleTime)
+ * Times: physicalTime / startTime / endTime (RFC 3339, UTC). The record id is the data point's
+ * `name` when the API gives one (only identifiable types have it), else
+ * "<member>@<start time>", so a re-read of the same point gets the same event id. A data point
+ * without the record type's member -> "missing_field: <member>". */
+struct gh_type {
+    const char *resource, *member, *value;
+    bool interval;
+    const char *metric;
+    double scale;
+};
+
+static const struct gh_type gh_types[] = {
+    { "steps", "steps", "count", true, "steps", 1 },
+    { "heart_rate", "heartRate", "beatsPerMinute", false, "heart_rate", 1 },
+    { "weight", "weight", "weightGrams", false, "body_weight", 0.001 },
+    { "oxygen_saturation", "oxygenSaturation", "percentage", false, "spo2", 1 },
+};
+
+/* A required number. The API's JSON follows the proto3 mapping, where int64 fields (steps.count,
+ * heartRate.beatsPerMinute) are JSON strings of decimal digits: both forms are read. */
+static enum cm_rc get_value(const json_t *obj, const char *key, double *out, struct cm_err *err)
+{
+    const json_t *v = json_object_get(obj, key);
+    bool present;
+
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t n = strlen(s);
+
+        if (n == 0 || n > 18 || strspn(s, "0123456789") != n) {
+            return cm_err_set(err, CM_INVALID, "out_of_range: %s", key);
+        }
+        *out = strtod(s, NULL);
+        return CM_OK;
+    }
+    enum cm_rc rc = proc_norm_get_num(obj, key, &present, out, err);
+    if (rc == CM_OK && !present) {
+        return cm_err_set(err, CM_INVALID, "missing_field: %s", key);
+    }
+    return rc;
+}
+
+static enum cm_rc data_point(const struct cm_raw_webhook *raw, const json_t *rec,
+                             struct proc_emit *em, struct cm_err *err)
+{
+    const char *rt = strchr(raw->record_type, '.') + 1; /* checked by proc_norm_api_parse() */
+    const struct gh_type *t = NULL;
+    const json_t *body, *when;
+    const char *name;
+    char id[PROC_NORM_ID_MAX + 1], iso[40];
+    bool present, has_off;
+    int32_t off;
+    int64_t start, end;
+    double v;
+    enum cm_rc rc;
+
+    for (size_t i = 0; i < CM_ARRAY_LEN(gh_types); i++) {
+        if (strcmp(rt, gh_types[i].resource) == 0) {
+            t = &gh_types[i];
+        }
+    }
+    if (t == NULL) {
+        return cm_err_set(err, CM_INVALID, "unsupported_record: %s", proc_norm_safe_name(rt));
+    }
+    if (!json_is_object(rec)) {
+        return cm_err_set(err, CM_INVALID, "wrong_type: dataPoint");
+    }
+    if ((rc = proc_norm_get_obj(rec, t->member, &body, err)) != CM_OK) {
+        return rc;
+    }
+    if (body == NULL) {
+        return cm_err_set(err, CM_INVALID, "missing_field: %s", t->member);
+    }
+    if ((rc = proc_norm_get_obj(body, t->interval ? "interval" : "sampleTime", &when, err)) !=
+        CM_OK) {
+        return rc;
+    }
+    if (when == NULL) {
+        return cm_err_set(err, CM_INVALID, "missing_field: %s",
+                          t->interval ? "interval" : "sampleTime");
+    }
+    if ((rc = proc_norm_get_time(when, t->interval ? "startTime" : "physicalTime", true,
+                                 &present, &start, &has_off, &off, err)) != CM_OK) {
+        return rc;
+    }
+    end = start;
+    if (t->interval && (rc = proc_norm_get_time(when, "endTime", true, &present, &end, &has_off,
+                                                &off, err)) != CM_OK) {
+        return rc;
+    }
+    if (end < start) {
+        return cm_err_set(err, CM_INVALID, "out_of_range: endTime");
+    }
+    if ((rc = proc_norm_get_str(rec, "name", false, &name, err)) != CM_OK) {
+        return rc;
+    }
+    proc_norm_format_time(start, iso);
+    if (name != NULL ? !proc_norm_id_ok(name) || !cm_strlcpy(id, name, sizeof(id))
+                     : snprintf(id, sizeof(id), "%s@%s", t->member, iso) >= (int)sizeof(id)) {
+        return cm_err_set(err, CM_INVALID, "out_of_range: name");
+    }
+    if ((rc = get_value(body, t->value, &v, err)) != CM_OK) {
+        return rc;
+    }
+    return proc_norm_emit(em, t->metric, v * t->scale, start, end, id, err);
+}
+
+static const struct proc_api_spec api_specs[] = {
+    { .resource = "steps", .items = "dataPoints", .record = data_point },
+    { .resource = "heart_rate", .items = "dataPoints", .record = data_point },
+    { .resource = "weight", .items = "dataPoints", .record = data_point },
+    { .resource = "oxygen_saturation", .items = "dataPoints", .record = data_point },
+};
+
 enum cm_rc proc_google_health_parse(const struct cm_raw_webhook *raw, struct proc_out *out,
                                     struct cm_err *err)
 {
-    return proc_norm_entry(raw, parse_root, NULL, 0, out, err);
+    return proc_norm_entry(raw, parse_root, api_specs, CM_ARRAY_LEN(api_specs), out, err);
 }

@@ -169,6 +169,31 @@ def test_notification_flows_to_postgresql_rows(fake, env_values, http, vendor):
     assert want <= got, "%s: missing %s" % (vendor, sorted(want - got))
 
 
+GH_TYPES = ("steps", "heart-rate", "weight", "oxygen-saturation")
+
+
+def test_google_health_notification_flows_to_postgresql_rows(fake, env_values, http):
+    """One batched Google Health notification naming four data types: each is listed over its
+    interval with the documented filter and its data points become rows."""
+    vuid, user = ids("google_health")
+    add_conn(env_values, "google_health", vuid, user)
+    body = [{"data": {"healthUserId": str(vuid), "operation": "UPSERT", "dataType": t,
+                      "intervals": [{"physicalTimeInterval": {
+                          "startTime": "2026-11-23T00:00:00Z",
+                          "endTime": "2026-11-23T12:00:00Z"}}],
+                      "clientProvidedSubscriptionName": "auren", "version": "1"}}
+            for t in GH_TYPES]
+    r = e2elib.post(http, "google_health", json_bytes(body), env_values)
+    assert 200 <= r.status_code < 300, r.status_code
+    want = set()
+    for t in GH_TYPES:
+        want |= expected_metrics("google_health", t.replace("-", "_"))
+    got = wait_rows(user, env_values, want)
+    assert want <= got, "google_health: missing %s" % sorted(want - got)
+    paths = {q["path"] for q in data_requests("google_health", vuid) if q["status"] == 200}
+    assert paths == {"/google_health/v4/users/me/dataTypes/%s/dataPoints" % t for t in GH_TYPES}
+
+
 def test_garmin_ping_callback_is_fetched(fake, env_values, http):
     vuid, user = ids("garmin")
     add_conn(env_values, "garmin", str(vuid), user)

@@ -13,6 +13,9 @@ Layout under one origin (default 127.0.0.1:18080; config/local.env points the pr
   /polar/v2/oauth2/token                              (HTTP Basic)
   /fitbit/1.2/user/-/sleep/date/{d}.json  /fitbit/1/user/-/{body/log/weight,activities}/date/{d}.json
   /fitbit/oauth2/token                                (HTTP Basic)
+  /google_health/v4/users/me/dataTypes/{steps,heart-rate,weight,oxygen-saturation}/dataPoints
+                                                      (list; the documented `filter` is required)
+  /google_health/token                                (form body client auth)
   /withings/measure  /withings/v2/sleep  /withings/v2/measure   (POST forms; {"status":0,"body"})
   /withings/v2/oauth2                                 (action=requesttoken; wrapped answer)
   /strava/api/v3/activities/{id}                      /strava/oauth/token
@@ -43,7 +46,8 @@ FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtu
 
 # client credentials the fake accepts (the dev values of config/local.env)
 CLIENTS = {v: ("dev-%s-client-id" % v, "dev-%s-client-secret" % v)
-           for v in ("whoop", "oura", "polar", "fitbit", "withings", "strava", "garmin")}
+           for v in ("whoop", "oura", "polar", "fitbit", "withings", "strava", "garmin",
+                     "google_health")}
 BASIC_AUTH = {"polar", "fitbit"}
 
 
@@ -62,6 +66,14 @@ class State:
 
 
 STATE = State()
+
+# Google Health list filters (developers.google.com/health/filters): the field of each data type's
+# record type, a time range with >= and <, RFC 3339 literals.
+GH_FILTERS = {"steps": "steps.interval.start_time",
+              "heart-rate": "heart_rate.sample_time.physical_time",
+              "weight": "weight.sample_time.physical_time",
+              "oxygen-saturation": "oxygen_saturation.sample_time.physical_time"}
+GH_FILTER = r'%(f)s >= "[0-9T:.Z+-]+" AND %(f)s < "[0-9T:.Z+-]+"'
 
 
 def fixture(vendor, resource):
@@ -156,7 +168,7 @@ class Handler(BaseHTTPRequestHandler):
         return self._send(200, answer)
 
     # ---- data
-    def _route(self, method, path, form):
+    def _route(self, method, path, form, query):
         m = re.fullmatch(r"/whoop/developer/v2/activity/(sleep|workout)/([^/]+)", path)
         if m:
             return "whoop", with_id(fixture("whoop", m.group(1)), m.group(2))
@@ -175,6 +187,10 @@ class Handler(BaseHTTPRequestHandler):
         if m:
             return "fitbit", fixture("fitbit", {"body/log/weight": "body"}.get(m.group(1),
                                                                              m.group(1)))
+        m = re.fullmatch(r"/google_health/v4/users/me/dataTypes/([a-z-]+)/dataPoints", path)
+        if m and re.fullmatch(GH_FILTER % {"f": GH_FILTERS.get(m.group(1), "-")},
+                              query.get("filter", "")):
+            return "google_health", fixture("google_health", m.group(1).replace("-", "_"))
         if path == "/withings/measure" and form.get("action") == "getmeas":
             types = form.get("meastypes", "")
             res = "blood_pressure" if "9" in types.split(",") else \
@@ -195,7 +211,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         form = dict(urllib.parse.parse_qsl(self._body().decode())) if method == "POST" else {}
         try:
-            vendor, body = self._route(method, url.path, form)
+            vendor, body = self._route(method, url.path, form,
+                                       dict(urllib.parse.parse_qsl(url.query)))
         except FileNotFoundError:
             vendor, body = None, None
         if vendor is None:
@@ -243,7 +260,7 @@ class Handler(BaseHTTPRequestHandler):
         tokens = {"/whoop/oauth/oauth2/token": "whoop", "/oura/oauth/token": "oura",
                   "/polar/v2/oauth2/token": "polar", "/fitbit/oauth2/token": "fitbit",
                   "/withings/v2/oauth2": "withings", "/strava/oauth/token": "strava",
-                  "/garmin/oauth/token": "garmin"}
+                  "/garmin/oauth/token": "garmin", "/google_health/token": "google_health"}
         if path in tokens:
             return self._token(tokens[path])
         return self._data("POST")

@@ -75,9 +75,25 @@ START_TEST(test_plans)
     ck_assert_ptr_nonnull(strstr(p.reqs[0].form, "meastypes=9,10,11,54"));
     ck_assert_ptr_nonnull(strstr(p.reqs[0].form, "startdate=1795158000&enddate=1795158060"));
 
+    j = job("google_health", "heart-rate", NULL);
+    j.has_start = j.has_end = true;
+    j.start_time_us = INT64_C(1795420800) * 1000000; /* 2026-11-23T08:00:00Z */
+    j.end_time_us = j.start_time_us + 300000000;
+    ck_assert_int_eq(proc_fetch_plan(&j, "https://health.googleapis.com", 0, &p, &err), CM_OK);
+    ck_assert_str_eq(p.reqs[0].path, "/v4/users/me/dataTypes/heart-rate/dataPoints");
+    ck_assert_str_eq(p.reqs[0].query,
+                     "pageSize=10000&filter=heart_rate.sample_time.physical_time%20%3E%3D%20%22"
+                     "2026-11-23T08%3A00%3A00Z%22%20AND%20heart_rate.sample_time.physical_time"
+                     "%20%3C%20%222026-11-23T08%3A05%3A00Z%22");
+    ck_assert_str_eq(p.reqs[0].record_type, "google_health.heart_rate");
     j = job("google_health", "steps", NULL);
+    ck_assert_int_eq(proc_fetch_plan(&j, "http://h", INT64_C(1795420800) * 1000000, &p, &err),
+                     CM_OK);
+    ck_assert_ptr_nonnull(strstr(p.reqs[0].query, "steps.interval.start_time%20%3E%3D%20%22"
+                                                  "2026-11-22T08%3A00%3A00Z"));
+    j = job("google_health", "sleep", NULL);
     ck_assert_int_eq(proc_fetch_plan(&j, "http://h", 0, &p, &err), CM_INVALID);
-    ck_assert_str_eq(err.msg, "unsupported_fetch: google_health");
+    ck_assert_str_eq(err.msg, "unsupported_fetch: sleep");
     j = job("oura", "sleep", NULL);
     ck_assert_int_eq(proc_fetch_plan(&j, "http://h", 0, &p, &err), CM_INVALID);
 }

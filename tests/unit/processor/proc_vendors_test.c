@@ -412,6 +412,51 @@ START_TEST(test_notify_only_api_records_are_not_parsed_yet)
 }
 END_TEST
 
+START_TEST(test_google_health_data_points)
+{
+    static const struct {
+        const char *record_type, *body, *err; /* err NULL: CM_OK */
+        size_t n;
+    } cases[] = {
+        { "google_health.steps", "{}", NULL, 0 },
+        { "google_health.heart_rate",
+          "{\"dataPoints\":[{\"heartRate\":{\"beatsPerMinute\":61,\"sampleTime\":"
+          "{\"physicalTime\":\"2026-11-23T08:00:00Z\"}}}]}", NULL, 1 },
+        { "google_health.heart_rate",
+          "{\"dataPoints\":[{\"heartRate\":{\"beatsPerMinute\":\"6x\",\"sampleTime\":"
+          "{\"physicalTime\":\"2026-11-23T08:00:00Z\"}}}]}", "out_of_range: beatsPerMinute", 0 },
+        { "google_health.weight",
+          "{\"dataPoints\":[{\"heartRate\":{\"beatsPerMinute\":61,\"sampleTime\":"
+          "{\"physicalTime\":\"2026-11-23T08:00:00Z\"}}}]}", "missing_field: weight", 0 },
+        { "google_health.steps",
+          "{\"dataPoints\":[{\"steps\":{\"count\":\"5\",\"interval\":{\"startTime\":"
+          "\"2026-11-23T09:00:00Z\",\"endTime\":\"2026-11-23T08:00:00Z\"}}}]}",
+          "out_of_range: endTime", 0 },
+        { "google_health.sleep", "{}", "unsupported_record: google_health.sleep", 0 },
+    };
+    struct proc_out out;
+    struct cm_err err;
+
+    proc_out_init(&out);
+    for (size_t i = 0; i < CM_ARRAY_LEN(cases); i++) {
+        struct cm_raw_webhook raw = proc_test_raw("google_health", cases[i].body,
+                                                  strlen(cases[i].body));
+        raw.kind = CM_RAW_API_RECORD;
+        raw.vendor_user_id = (char *)"gh-user-1";
+        raw.record_type = (char *)cases[i].record_type;
+        proc_out_reset(&out);
+        if (cases[i].err == NULL) {
+            ck_assert_int_eq(proc_normalize(&raw, &out, &err), CM_OK);
+            ck_assert_uint_eq(out.n_samples, cases[i].n);
+        } else {
+            ck_assert_int_eq(proc_normalize(&raw, &out, &err), CM_INVALID);
+            ck_assert_str_eq(err.msg, cases[i].err);
+        }
+    }
+    proc_out_fini(&out);
+}
+END_TEST
+
 START_TEST(test_garmin_skips_gaps_and_no_data_markers)
 {
     const char *body = "{\"dailies\":[{\"userId\":\"u\",\"summaryId\":\"d\",\"startTimeInSeconds\":"
@@ -479,6 +524,7 @@ Suite *proc_vendors_suite(void)
     tcase_add_test(tc, test_same_input_same_event_ids);
     tcase_add_test(tc, test_garmin_fetched_record_matches_push);
     tcase_add_test(tc, test_notify_only_api_records_are_not_parsed_yet);
+    tcase_add_test(tc, test_google_health_data_points);
     tcase_add_test(tc, test_garmin_skips_gaps_and_no_data_markers);
     tcase_add_test(tc, test_tombstones_are_marked_deleted);
     suite_add_tcase(s, tc);
