@@ -32,6 +32,7 @@ enum cm_rc (cm_err_set)(struct cm_err *err, enum cm_rc rc, const char *fmt, ...)
     if (err != NULL) {
         va_list ap;
         va_start(ap, fmt);
+        /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start()ed; clang 14 FP */
         vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
         va_end(ap);
     }
