@@ -124,7 +124,9 @@ enum cm_rc adm_migrate_scan(const char *dir, struct adm_migrate_set *set, struct
         set->v[set->n].path = cm_xstrdup(path);
         set->n++;
     }
-    qsort(set->v, set->n, sizeof(*set->v), by_version);
+    if (set->n > 1) { /* set->v is NULL for an empty directory; qsort() wants a pointer */
+        qsort(set->v, set->n, sizeof(*set->v), by_version);
+    }
     for (size_t i = 1; i < set->n; i++) {
         if (set->v[i].version == set->v[i - 1].version) {
             rc = cm_err_set(err, CM_INVALID, "migrations %s and %s share version %d",

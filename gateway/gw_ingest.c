@@ -262,7 +262,7 @@ static enum cm_rc replay_produce(void *arg, const char *key, size_t keylen, cons
         return CM_FATAL;
     }
     e = rd_kafka_producev(ing->rk, RD_KAFKA_V_RKT(ing->rkt), RD_KAFKA_V_KEY(key, keylen),
-                          RD_KAFKA_V_VALUE((void *)(uintptr_t)value, len),
+                          RD_KAFKA_V_VALUE((void *)value, len),
                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                           RD_KAFKA_V_OPAQUE(&ing->replay_tag), RD_KAFKA_V_END);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -349,7 +349,7 @@ enum cm_rc gw_ingest_send(struct gw_ingest *ing, const char *key, const void *va
     }
     e = rd_kafka_producev(ing->rk, RD_KAFKA_V_RKT(ing->rkt),
                           RD_KAFKA_V_KEY(key, strlen(key)),
-                          RD_KAFKA_V_VALUE((void *)(uintptr_t)value, len),
+                          RD_KAFKA_V_VALUE((void *)value, len),
                           RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
         return CM_OK;

@@ -315,7 +315,7 @@ static enum gw_verdict verify_body_only(const char *digest, const char *secret, 
     }
     keylen = strlen(secret) + (amp_key ? 1 : 0);
     key = cm_xmalloc(keylen + 1);
-    memcpy(key, secret, strlen(secret));
+    memcpy(key, secret, strlen(secret) + 1); /* with its NUL; the buffer has keylen + 1 */
     if (amp_key) {
         key[keylen - 1] = '&'; /* Fitbit keys the MAC with client_secret + "&" */
     }

@@ -313,6 +313,7 @@ enum cm_rc pers_batch_store(struct pers_pg *pg, struct pers_batch *b, const char
         c.offs = offs;
     }
     if (n > 0) {
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers, size is right */
         c.evs = cm_xmalloc(n * sizeof(*c.evs));
         c.received = cm_xmalloc(n * sizeof(*c.received));
         rc = store_range(&c, idx, n, err);

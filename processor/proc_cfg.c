@@ -12,11 +12,11 @@
       .off = offsetof(struct proc_cfg, api[IDX].client_id), .doc = "OAuth client id" },          \
     { .env = NAME "_CLIENT_SECRET", .type = CM_CFG_STR, .flags = CM_CFG_SECRET,                   \
       .off = offsetof(struct proc_cfg, api[IDX].client_secret), .doc = "OAuth client secret" },  \
-    { .env = NAME "_API_BASE_URL", .type = CM_CFG_STR, .def = BASE,                               \
+    { .env = NAME "_API_BASE_URL", .type = CM_CFG_STR, .def = (BASE),                             \
       .off = offsetof(struct proc_cfg, api[IDX].api_base_url), .doc = "REST API base URL" },     \
-    { .env = NAME "_TOKEN_URL", .type = CM_CFG_STR, .def = TOKEN,                                 \
+    { .env = NAME "_TOKEN_URL", .type = CM_CFG_STR, .def = (TOKEN),                               \
       .off = offsetof(struct proc_cfg, api[IDX].token_url), .doc = "OAuth token endpoint" },     \
-    { .env = NAME "_TOKEN_AUTH", .type = CM_CFG_STR, .def = AUTH,                                 \
+    { .env = NAME "_TOKEN_AUTH", .type = CM_CFG_STR, .def = (AUTH),                               \
       .off = offsetof(struct proc_cfg, api[IDX].token_auth),                                     \
       .doc = "Client authentication at the token endpoint: basic or body" }
 

@@ -849,6 +849,7 @@ static void collect(struct proc_fetcher *f)
         }
         if (f->n_msgs == f->cap_msgs) {
             f->cap_msgs = f->cap_msgs == 0 ? 64 : f->cap_msgs * 2;
+            /* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers, size is right */
             f->msgs = cm_xrealloc(f->msgs, f->cap_msgs * sizeof(*f->msgs));
         }
         f->msgs[f->n_msgs++] = m;

@@ -840,6 +840,7 @@ static void push_msg(struct proc_loop *l, rd_kafka_message_t *m)
 {
     if (l->n_msgs == l->cap_msgs) {
         l->cap_msgs = l->cap_msgs == 0 ? 64 : l->cap_msgs * 2;
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers, size is right */
         l->msgs = cm_xrealloc(l->msgs, l->cap_msgs * sizeof(*l->msgs));
     }
     l->msgs[l->n_msgs++] = m;

@@ -878,7 +878,7 @@ static enum cm_rc parse_deleted(const struct cm_raw_webhook *raw, struct proc_ou
     json_array_foreach(arr, i, e) {
         const char *srid, *metric;
         bool present, has_off;
-        int64_t us;
+        int64_t us = 0;
         int32_t off;
 
         if (rc != CM_OK) {

@@ -576,10 +576,8 @@ static enum cm_rc refresh_locked(struct proc_oauth *o, enum proc_api_vendor v, c
         *result = PROC_REFRESH_FAILED;
         cm_err_set(err, CM_OK, "connection changed during the refresh");
     }
-    if (access != NULL) {
-        memset(access, 0, strlen(access));
-        free(access);
-    }
+    memset(access, 0, strlen(access)); /* token_request() set it: it returned CM_OK */
+    free(access);
     if (refresh != NULL) {
         memset(refresh, 0, strlen(refresh));
         free(refresh);

@@ -434,10 +434,12 @@ size_t proc_redis_flush(struct proc_redis *r)
         n_cmds++;
     }
     /* trim and expire each key once, after all its samples */
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers, size is right */
     sorted = cm_xmalloc(n_ops * sizeof(*sorted));
     for (size_t i = 0; i < n_ops; i++) {
         sorted[i] = &r->ops[i];
     }
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers, size is right */
     qsort(sorted, n_ops, sizeof(*sorted), cmp_op_key);
     for (size_t i = 0; i < n_ops && link_ok; i++) {
         const char *trim[] = { "ZREMRANGEBYRANK", sorted[i]->key, "0", stop };

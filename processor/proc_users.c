@@ -80,6 +80,7 @@ struct proc_conn_cache *proc_conn_cache_new(int64_t positive_ttl_us, int64_t neg
         n <<= 1;
     }
     c->nbuckets = n;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers, size is right */
     c->buckets = cm_xcalloc(n, sizeof(*c->buckets));
     c->max_entries = max_entries == 0 ? 1 : max_entries;
     c->positive_ttl_us = positive_ttl_us;

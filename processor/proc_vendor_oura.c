@@ -103,7 +103,7 @@ static const struct proc_api_metric workout_metrics[] = {
 };
 
 #define DAY_SPEC(RES, M)                                                                         \
-    { .resource = RES, .id = "id", .start = "day", .time = PROC_API_T_DATE, .metrics = M,         \
+    { .resource = (RES), .id = "id", .start = "day", .time = PROC_API_T_DATE, .metrics = (M),     \
       .n_metrics = CM_ARRAY_LEN(M) }
 
 static const struct proc_api_spec api_specs[] = {

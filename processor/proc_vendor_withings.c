@@ -303,7 +303,8 @@ static const struct proc_api_metric activity_metrics[] = {
     { "calories", "active_energy", 1 },
 };
 
-#define MEASURE_SPEC(RES) { .resource = RES, .items = "body.measuregrps", .record = measure_group }
+#define MEASURE_SPEC(RES)                                                                          \
+    { .resource = (RES), .items = "body.measuregrps", .record = measure_group }
 
 static const struct proc_api_spec api_specs[] = {
     MEASURE_SPEC("weight"),

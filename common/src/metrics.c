@@ -61,6 +61,7 @@ static struct cm_metric *metric_new(const char *name, const char *help, enum mty
     m->type = type;
     m->nlabels = nlabels;
     for (int i = 0; i < nlabels; i++) {
+        /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): caller va_start()s; FP */
         m->label_names[i] = cm_xstrdup(va_arg(*ap, const char *));
     }
     pthread_mutex_init(&m->lock, NULL);
@@ -136,6 +137,7 @@ static struct series *find_series(struct cm_metric *m, va_list ap)
     struct series *s;
 
     for (int i = 0; i < m->nlabels; i++) {
+        /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): caller va_start()s; FP */
         vals[i] = va_arg(ap, const char *);
         if (vals[i] == NULL) {
             vals[i] = "";
