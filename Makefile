@@ -139,7 +139,7 @@ fuzz-merge: fuzz-build
 # make test runs it right after the build.
 lint: build
 	@files=$$(git ls-files '*.c' ':!bench/normbench.c'); \
-	{ clang-tidy-14 -p $(BUILD_DIR) --quiet $$files; \
+	{ printf '%s\n' $$files | xargs -P $(JOBS) -n 6 clang-tidy-14 -p $(BUILD_DIR) --quiet; \
 	  clang-tidy-14 --quiet bench/normbench.c -- -std=c11 -D_POSIX_C_SOURCE=200809L \
 	    -D_DEFAULT_SOURCE -Icommon/include -Iprocessor; \
 	} >$(BUILD_DIR)/lint-clang-tidy.txt 2>/dev/null; \
