@@ -321,7 +321,12 @@ static rd_kafka_t *new_txn_producer(const char *brokers, struct cm_err *err)
     }
     if (cm_kafka_set(conf, "transactional.id", ADM_DLQ_TXN_ID, err) != CM_OK ||
         cm_kafka_set(conf, "enable.idempotence", "true", err) != CM_OK ||
-        cm_kafka_set(conf, "acks", "all", err) != CM_OK) {
+        cm_kafka_set(conf, "acks", "all", err) != CM_OK ||
+        /* Replayed records are as large as their originals (raw bodies up to MAX_BODY_BYTES):
+         * the same compression and size ceiling as the processor's producer, or a ~1 MB body
+         * fails locally with MSG_SIZE_TOO_LARGE and aborts the replay transaction. */
+        cm_kafka_set(conf, "compression.type", "lz4", err) != CM_OK ||
+        cm_kafka_set(conf, "message.max.bytes", "33554432", err) != CM_OK) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
