@@ -586,39 +586,22 @@ static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *o
 }
 
 /* Hand one dead letter to the DLQ producer (acknowledged before the batch's offsets commit). */
-static enum cm_rc send_dead_letter(struct pers_loop *l, const char *reason, const char *detail,
-                                   const char *topic, int32_t partition, int64_t offset,
-                                   const void *key, size_t key_len, const void *value,
-                                   size_t value_len)
+static enum cm_rc send_dead_letter(struct pers_loop *l, struct cm_dead_letter *d)
 {
-    struct cm_dead_letter d = {
-        .stage = (char *)"persister",
-        .reason = (char *)reason,
-        .detail = (char *)detail,
-        .source_topic = (char *)topic,
-        .source_partition = partition,
-        .source_offset = offset,
-        .key = (uint8_t *)key,
-        .key_len = key_len,
-        .value = (uint8_t *)value,
-        .value_len = value_len,
-        .failed_at_us = cm_now_us(),
-        .attempts = 1,
-    };
     struct cm_buf out;
     struct cm_err err = {{0}};
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     enum cm_rc rc = CM_OK;
 
     cm_buf_init(&out, 0);
-    if (cm_dead_letter_encode(&d, &out, &err) != CM_OK) {
-        cm_log_error("dlq.encode_failed", "reason=%s err=%s", reason, err.msg);
+    if (cm_dead_letter_encode(d, &out, &err) != CM_OK) {
+        cm_log_error("dlq.encode_failed", "reason=%s err=%s", d->reason, err.msg);
         cm_buf_fini(&out);
         return CM_FATAL;
     }
     for (int tries = 0; tries < 600; tries++) {
         e = rd_kafka_producev(l->dlq, RD_KAFKA_V_TOPIC(CM_TOPIC_DLQ),
-                              RD_KAFKA_V_KEY(key, (key != NULL ? key_len : 0)),
+                              RD_KAFKA_V_KEY(d->key, (d->key != NULL ? d->key_len : 0)),
                               RD_KAFKA_V_VALUE(out.data, out.len),
                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -626,22 +609,24 @@ static enum cm_rc send_dead_letter(struct pers_loop *l, const char *reason, cons
         }
         rd_kafka_poll(l->dlq, 100);
     }
-    if (e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && value != NULL) {
+    cm_buf_fini(&out);
+    if (e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && d->value != NULL) {
         /* The envelope pushed a near-limit record over: send the coordinates without the bytes. */
-        cm_buf_fini(&out);
-        return send_dead_letter(l, reason, "source value omitted: too large", topic, partition,
-                                offset, key, key_len, NULL, 0);
+        d->detail = (char *)"source value omitted: too large";
+        d->value = NULL;
+        d->value_len = 0;
+        return send_dead_letter(l, d);
     }
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        cm_log_error("dlq.produce_failed", "reason=%s partition=%d offset=%lld err=%s", reason,
-                     (int)partition, (long long)offset, rd_kafka_err2name(e));
+        cm_log_error("dlq.produce_failed", "reason=%s partition=%d offset=%lld err=%s", d->reason,
+                     (int)d->source_partition, (long long)d->source_offset,
+                     rd_kafka_err2name(e));
         rc = e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? CM_RETRY : CM_FATAL;
     } else {
-        cm_metric_inc(m_dlq, reason);
-        cm_log_warn("dlq.sent", "reason=%s topic=%s partition=%d offset=%lld", reason, topic,
-                    (int)partition, (long long)offset);
+        cm_metric_inc(m_dlq, d->reason);
+        cm_log_warn("dlq.sent", "reason=%s topic=%s partition=%d offset=%lld", d->reason,
+                    d->source_topic, (int)d->source_partition, (long long)d->source_offset);
     }
-    cm_buf_fini(&out);
     return rc;
 }
 
@@ -649,11 +634,27 @@ static enum cm_rc hook_reject(void *arg, const struct pers_row *row,
                               const struct pers_pg_outcome *why)
 {
     struct pers_loop *l = arg;
+    struct cm_dead_letter d;
     char detail[64];
 
     snprintf(detail, sizeof(detail), "sqlstate=%s step=%s", why->sqlstate, why->step);
-    return send_dead_letter(l, "rejected_by_database", detail, row->topic, row->partition,
-                            row->offset, row->key, row->key_len, row->value, row->value_len);
+    /* The row outlives its Kafka message (rows are written after the batch is consumed), so the
+     * dead letter is built from the row's copy of the coordinates and bytes. */
+    d = (struct cm_dead_letter){
+        .stage = (char *)"persister",
+        .reason = (char *)"rejected_by_database",
+        .detail = detail,
+        .source_topic = (char *)row->topic,
+        .source_partition = row->partition,
+        .source_offset = row->offset,
+        .key = (uint8_t *)row->key,
+        .key_len = row->key_len,
+        .value = (uint8_t *)row->value,
+        .value_len = row->value_len,
+        .failed_at_us = cm_now_us(),
+        .attempts = 1,
+    };
+    return send_dead_letter(l, &d);
 }
 
 static void hook_committed(void *arg, const int64_t *received_us, size_t n, int64_t commit_us)
@@ -836,6 +837,7 @@ static enum cm_rc handle_message(struct pers_loop *l, rd_kafka_message_t *m)
 {
     const char *topic = rd_kafka_topic_name(m->rkt);
     struct cm_biometric_event ev;
+    struct cm_dead_letter dl;
     struct cm_err err = {{0}};
     int64_t now = cm_mono_us();
 
@@ -852,8 +854,8 @@ static enum cm_rc handle_message(struct pers_loop *l, rd_kafka_message_t *m)
     }
     /* The offset is only kept once the dead letter is queued; on failure the loop stops with
      * CM_FATAL and no commit passes this record, so it is re-read after the restart. */
-    if (send_dead_letter(l, "undecodable", err.msg, topic, m->partition, m->offset, m->key,
-                         m->key_len, m->payload, m->len) != CM_OK) {
+    cm_kafka_dead_letter(&dl, "persister", m, "undecodable", err.msg, 1);
+    if (send_dead_letter(l, &dl) != CM_OK) {
         return CM_FATAL;
     }
     pers_batch_note(&l->batch, topic, m->partition, m->offset, now);

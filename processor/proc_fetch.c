@@ -327,21 +327,9 @@ static enum cm_rc dead_letter(struct proc_fetcher *f, const rd_kafka_message_t *
                               const char *reason, const char *detail, int32_t attempts,
                               struct cm_err *err)
 {
-    struct cm_dead_letter d = {
-        .stage = (char *)"fetcher",
-        .reason = (char *)reason,
-        .detail = (char *)detail,
-        .source_topic = (char *)rd_kafka_topic_name(m->rkt),
-        .source_partition = m->partition,
-        .source_offset = m->offset,
-        .key = m->key,
-        .key_len = m->key_len,
-        .value = m->payload,
-        .value_len = m->len,
-        .failed_at_us = cm_now_us(),
-        .attempts = attempts,
-    };
+    struct cm_dead_letter d;
 
+    cm_kafka_dead_letter(&d, "fetcher", m, reason, detail, attempts);
     cm_buf_reset(&f->enc);
     if (cm_dead_letter_encode(&d, &f->enc, err) != CM_OK) {
         return CM_INVALID;

@@ -529,23 +529,10 @@ static enum cm_rc produce(struct proc_loop *l, const char *topic, const void *ke
 static enum cm_rc dead_letter(struct proc_loop *l, const rd_kafka_message_t *m, const char *reason,
                               const char *detail, struct cm_err *err)
 {
-    struct cm_dead_letter d = {
-        .stage = (char *)"processor",
-        .reason = (char *)reason,
-        .detail = (char *)detail,
-        .source_topic = (char *)rd_kafka_topic_name(m->rkt),
-        .source_partition = m->partition,
-        .source_offset = m->offset,
-        .key = m->key,
-        .key_len = m->key_len,
-        .value = m->payload,
-        .value_len = m->len,
-        .failed_at_us = cm_now_us(),
-        .attempts = 1,
-    };
-
+    struct cm_dead_letter d;
     enum cm_rc rc;
 
+    cm_kafka_dead_letter(&d, "processor", m, reason, detail, 1);
     cm_buf_reset(&l->enc);
     if (cm_dead_letter_encode(&d, &l->enc, err) != CM_OK) {
         /* our own record failed to encode: a bug; replaying the batch cannot help */

@@ -170,3 +170,25 @@ void cm_kafka_instance_id(const char *env, const char *prefix, const char *group
     host[sizeof(host) - 1] = '\0';
     snprintf(out, outsz, "%s-%s-%s", prefix, group, host);
 }
+
+void cm_kafka_dead_letter(struct cm_dead_letter *d, const char *stage,
+                          const rd_kafka_message_t *m, const char *reason, const char *detail,
+                          int32_t attempts)
+{
+    /* The record API is not const-correct (the decoders own what they fill); nothing written
+     * through these pointers by the encoder. */
+    *d = (struct cm_dead_letter){
+        .stage = (char *)stage,
+        .reason = (char *)reason,
+        .detail = (char *)detail,
+        .source_topic = (char *)rd_kafka_topic_name(m->rkt),
+        .source_partition = m->partition,
+        .source_offset = m->offset,
+        .key = m->key,
+        .key_len = m->key != NULL ? m->key_len : 0,
+        .value = m->payload,
+        .value_len = m->payload != NULL ? m->len : 0,
+        .failed_at_us = cm_now_us(),
+        .attempts = attempts,
+    };
+}

@@ -9,6 +9,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "cm/common.h"
+#include "cm/records.h"
 
 #define CM_TOPIC_RAW "biometric.raw.v1"
 #define CM_TOPIC_NORMALIZED "biometric.normalized.v1"
@@ -35,5 +36,10 @@ int cm_kafka_stats_brokers_up(const char *json, size_t len);
  * else "<prefix>-<group>-<hostname>". */
 void cm_kafka_instance_id(const char *env, const char *prefix, const char *group, char *out,
                           size_t outsz);
+/* Fill d for consumed message m failing at `stage` now: its coordinates, key and value (borrowed
+ * from m: encode d before m is destroyed). reason and detail must be payload-free. */
+void cm_kafka_dead_letter(struct cm_dead_letter *d, const char *stage,
+                          const rd_kafka_message_t *m, const char *reason, const char *detail,
+                          int32_t attempts);
 
 #endif
