@@ -136,28 +136,14 @@ bool gw_verify_b64_decode(const char *in, size_t n, uint8_t *out, size_t cap, si
     return true;
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 bool gw_verify_hex_decode(const char *in, size_t n, uint8_t *out, size_t cap, size_t *outlen)
 {
     if (n % 2 != 0 || n / 2 > cap) {
         return false;
     }
     for (size_t i = 0; i < n; i += 2) {
-        int hi = hex_value((unsigned char)in[i]);
-        int lo = hex_value((unsigned char)in[i + 1]);
+        int hi = cm_hex_digit((unsigned char)in[i]);
+        int lo = cm_hex_digit((unsigned char)in[i + 1]);
         if (hi < 0 || lo < 0) {
             return false;
         }

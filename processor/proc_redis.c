@@ -52,47 +52,6 @@ struct proc_redis {
     size_t n_ops, cap_ops;
 };
 
-static int hex_val(char ch)
-{
-    if (ch >= '0' && ch <= '9') {
-        return ch - '0';
-    }
-    if (ch >= 'a' && ch <= 'f') {
-        return ch - 'a' + 10;
-    }
-    if (ch >= 'A' && ch <= 'F') {
-        return ch - 'A' + 10;
-    }
-    return -1;
-}
-
-/* Percent-decode [s, s+n) into out; false when malformed or too long. */
-static bool pct_decode(const char *s, size_t n, char *out, size_t outsz)
-{
-    size_t j = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-
-        if (ch == '%') {
-            int hi = i + 2 < n ? hex_val(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hex_val(s[i + 2]) : -1;
-
-            if (hi < 0 || lo < 0) {
-                return false;
-            }
-            ch = (char)(hi * 16 + lo);
-            i += 2;
-        }
-        if (j + 1 >= outsz) {
-            return false;
-        }
-        out[j++] = ch;
-    }
-    out[j] = '\0';
-    return true;
-}
-
 static bool parse_long_range(const char *s, size_t n, long lo, long hi, long *out)
 {
     char tmp[16];
@@ -139,9 +98,9 @@ enum cm_rc proc_redis_url_parse(const char *url, struct proc_redis_url *out, str
         if (colon == NULL) {
             return cm_err_set(err, CM_INVALID, "REDIS_URL: credentials need user:password");
         }
-        if (!pct_decode(p, (size_t)(colon - p), out->user, sizeof(out->user)) ||
-            !pct_decode(colon + 1, (size_t)(at - colon - 1), out->password,
-                        sizeof(out->password))) {
+        if (!cm_pct_decode(p, (size_t)(colon - p), false, out->user, sizeof(out->user)) ||
+            !cm_pct_decode(colon + 1, (size_t)(at - colon - 1), false, out->password,
+                           sizeof(out->password))) {
             return cm_err_set(err, CM_INVALID, "REDIS_URL: bad credentials encoding");
         }
         p = at + 1;

@@ -27,45 +27,6 @@ struct form {
     char userid[128], appli[16], startdate[24], enddate[24], date[24], action[24];
 };
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
-/* Percent-decode p[0..n) into out (outsz bytes); false on a bad escape, a NUL or overflow. */
-static bool decode(const char *p, size_t n, char *out, size_t outsz)
-{
-    size_t o = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        char c = p[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%') {
-            if (i + 2 >= n || hexval(p[i + 1]) < 0 || hexval(p[i + 2]) < 0) {
-                return false;
-            }
-            c = (char)(hexval(p[i + 1]) * 16 + hexval(p[i + 2]));
-            i += 2;
-        }
-        if (c == '\0' || o + 1 >= outsz) {
-            return false;
-        }
-        out[o++] = c;
-    }
-    out[o] = '\0';
-    return true;
-}
-
 static enum cm_rc parse_form(const uint8_t *body, size_t len, struct form *f, struct cm_err *err)
 {
     static const struct {
@@ -91,7 +52,7 @@ static enum cm_rc parse_form(const uint8_t *body, size_t len, struct form *f, st
         if (eq == NULL) {
             eq = pair_end;
         }
-        if (!decode(p, (size_t)(eq - p), key, sizeof(key))) {
+        if (!cm_pct_decode(p, (size_t)(eq - p), true, key, sizeof(key))) {
             return cm_err_set(err, CM_INVALID, "malformed_form");
         }
         for (size_t i = 0; i < CM_ARRAY_LEN(fields); i++) {
@@ -103,7 +64,7 @@ static enum cm_rc parse_form(const uint8_t *body, size_t len, struct form *f, st
             if (dst[0] != '\0') {
                 return cm_err_set(err, CM_INVALID, "duplicate_field: %s", fields[i].name);
             }
-            if (!decode(v, (size_t)(pair_end - v), dst, fields[i].size)) {
+            if (!cm_pct_decode(v, (size_t)(pair_end - v), true, dst, fields[i].size)) {
                 return cm_err_set(err, CM_INVALID, "out_of_range: %s", fields[i].name);
             }
         }

@@ -123,6 +123,51 @@ int64_t cm_mono_us(void)
     return clock_us(CLOCK_MONOTONIC);
 }
 
+int cm_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+bool cm_pct_decode(const char *s, size_t n, bool form, char *out, size_t outsz)
+{
+    size_t j = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+
+        if (ch == '%') {
+            int hi = i + 2 < n ? cm_hex_digit((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < n ? cm_hex_digit((unsigned char)s[i + 2]) : -1;
+
+            if (hi < 0 || lo < 0) {
+                return false;
+            }
+            ch = (char)(hi * 16 + lo);
+            i += 2;
+        } else if (form && ch == '+') {
+            ch = ' ';
+        }
+        if (ch == '\0' || j + 1 >= outsz) {
+            return false;
+        }
+        out[j++] = ch;
+    }
+    if (outsz == 0) {
+        return false;
+    }
+    out[j] = '\0';
+    return true;
+}
+
 bool cm_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
 {
     const volatile uint8_t *pa = a;

@@ -54,6 +54,14 @@ bool cm_ct_equal(const void *a, size_t alen, const void *b, size_t blen);
 /* Fill buf with n random bytes from the OS (getrandom). Aborts if the OS cannot supply them. */
 void cm_random_bytes(void *buf, size_t n);
 
+/* The value of one hexadecimal digit (either case), or -1. */
+int cm_hex_digit(int c);
+
+/* Percent-decode s[0..n) into out, NUL-terminated. With form set, '+' stands for a space
+ * (application/x-www-form-urlencoded); without it (URL userinfo, paths) '+' is itself. False on a
+ * truncated or non-hex escape, a decoded NUL, or when out (outsz bytes) has no room. */
+bool cm_pct_decode(const char *s, size_t n, bool form, char *out, size_t outsz);
+
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void cm_hex_encode(const uint8_t *in, size_t n, char *out);
 

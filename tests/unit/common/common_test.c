@@ -182,6 +182,35 @@ START_TEST(test_ct_equal)
 }
 END_TEST
 
+START_TEST(test_hex_and_pct_decode)
+{
+    char out[8];
+
+    ck_assert_int_eq(cm_hex_digit('0'), 0);
+    ck_assert_int_eq(cm_hex_digit('f'), 15);
+    ck_assert_int_eq(cm_hex_digit('A'), 10);
+    ck_assert_int_eq(cm_hex_digit('g'), -1);
+    ck_assert_int_eq(cm_hex_digit(0xC3), -1);
+
+    ck_assert(cm_pct_decode("a%2Bb+c", 7, true, out, sizeof(out)));
+    ck_assert_str_eq(out, "a+b c");
+    ck_assert(cm_pct_decode("a%2Bb+c", 7, false, out, sizeof(out)));
+    ck_assert_str_eq(out, "a+b+c");
+    ck_assert(cm_pct_decode("", 0, false, out, sizeof(out)));
+    ck_assert_str_eq(out, "");
+    ck_assert(cm_pct_decode("%41", 3, false, out, sizeof(out)));
+    ck_assert_str_eq(out, "A");
+    /* truncated and non-hex escapes, a decoded NUL, no room (7 characters + NUL fit in 8) */
+    ck_assert(!cm_pct_decode("%4", 2, false, out, sizeof(out)));
+    ck_assert(!cm_pct_decode("%", 1, false, out, sizeof(out)));
+    ck_assert(!cm_pct_decode("%zz", 3, false, out, sizeof(out)));
+    ck_assert(!cm_pct_decode("a%00b", 5, true, out, sizeof(out)));
+    ck_assert(cm_pct_decode("1234567", 7, false, out, sizeof(out)));
+    ck_assert(!cm_pct_decode("12345678", 8, false, out, sizeof(out)));
+    ck_assert(!cm_pct_decode("a", 1, false, out, 0));
+}
+END_TEST
+
 START_TEST(test_strlcpy_and_ids)
 {
     char small[4];
@@ -304,6 +333,7 @@ static Suite *common_suite(void)
     tcase_add_test(cfg, test_cfg_required);
     tcase_add_test(basics, test_buf_ceiling);
     tcase_add_test(basics, test_ct_equal);
+    tcase_add_test(basics, test_hex_and_pct_decode);
     tcase_add_test(basics, test_strlcpy_and_ids);
     tcase_add_test(metrics, test_metrics_exposition);
     tcase_add_test(kafka, test_kafka_env_passthrough);
