@@ -7,7 +7,6 @@
  * pseudonyms. */
 #include <curl/curl.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,6 +21,7 @@
 #include "cm/vault.h"
 #include "proc_fetch.h"
 #include "proc_fetch_plan.h"
+#include "proc_norm.h"
 #include "proc_oauth.h"
 
 #define POLL_MS 100
@@ -138,13 +138,10 @@ static void register_metrics(void)
 void proc_fetch_raw_event_id(const char *job_id, size_t index, char out[33])
 {
     char input[160];
-    uint8_t md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
     int n = snprintf(input, sizeof(input), "api|%s|%zu", job_id, index);
 
     cm_assert(n > 0 && (size_t)n < sizeof(input));
-    cm_assert(EVP_Digest(input, (size_t)n, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen >= 16);
-    cm_hex_encode(md, 16, out);
+    proc_digest_id(input, (size_t)n, out);
 }
 
 static uint64_t rnd64(void)

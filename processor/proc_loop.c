@@ -13,7 +13,6 @@
  * Logs carry partitions, offsets, counts, reasons and pseudonyms only. */
 #include <inttypes.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,13 +129,10 @@ void proc_dlq_reason(const char *err_msg, char *out, size_t outsz)
 void proc_fetch_job_id(const char *raw_event_id, size_t index, char out[33])
 {
     char input[256];
-    uint8_t md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
     int n = snprintf(input, sizeof(input), "%s:%zu", raw_event_id, index);
 
     cm_assert(n > 0 && (size_t)n < sizeof(input));
-    cm_assert(EVP_Digest(input, (size_t)n, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen >= 16);
-    cm_hex_encode(md, 16, out);
+    proc_digest_id(input, (size_t)n, out);
 }
 
 bool proc_fetch_key(const char *vendor, const char *vendor_user_id, char *out, size_t outsz)

@@ -115,6 +115,16 @@ static size_t put_int64(char *dst, int64_t v)
     return o;
 }
 
+void proc_digest_id(const void *msg, size_t n, char out[33])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    pthread_once(&sha256_once, fetch_sha256);
+    cm_assert(EVP_Digest(msg, n, md, &mdlen, sha256_md, NULL) == 1 && mdlen >= 16);
+    cm_hex_encode(md, 16, out);
+}
+
 void proc_event_id(const char *vendor, const char *vendor_user_id, const char *source_record_id,
                    const char *metric, int64_t start_us, char out[33])
 {
@@ -124,10 +134,7 @@ void proc_event_id(const char *vendor, const char *vendor_user_id, const char *s
     char stack[512];
     char *msg = stack;
     size_t n = 0;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
 
-    pthread_once(&sha256_once, fetch_sha256);
     for (size_t i = 0; i < CM_ARRAY_LEN(parts); i++) {
         lens[i] = strlen(parts[i]);
         len += lens[i] + 1;
@@ -139,8 +146,7 @@ void proc_event_id(const char *vendor, const char *vendor_user_id, const char *s
         n += put_part(msg + n, parts[i], lens[i]);
     }
     n += put_int64(msg + n, start_us);
-    cm_assert(EVP_Digest(msg, n, md, &mdlen, sha256_md, NULL) == 1 && mdlen >= 16);
-    cm_hex_encode(md, 16, out);
+    proc_digest_id(msg, n, out);
     if (msg != stack) {
         free(msg);
     }

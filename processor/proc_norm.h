@@ -72,6 +72,9 @@ struct proc_lifecycle *proc_out_add_lifecycle(struct proc_out *o);
  * metric|start_us"), lower-case hex. Same vendor record -> same id, whatever user it maps to. */
 void proc_event_id(const char *vendor, const char *vendor_user_id, const char *source_record_id,
                    const char *metric, int64_t start_us, char out[33]);
+/* The id scheme under every derived id (events, fetch jobs, fetched records): the first 16 bytes
+ * of SHA-256(msg[0..n)) as lower-case hex. */
+void proc_digest_id(const void *msg, size_t n, char out[33]);
 
 /* The metric taxonomy: one table (proc_taxonomy.c), mirrored in the README. */
 struct proc_metric_def {
