@@ -2,9 +2,10 @@
  * A round: collect -> decode and hold back jobs that are not due (partition paused + seek) ->
  * per job: plan, tokens (refresh when due), breaker, budget -> HTTP in one libcurl multi ->
  * 401s: forced single-flight refresh and one more pass -> outputs (raw / retry / dlq) -> wait for
- * every delivery report -> commit. Tokens are only in struct proc_tokens and the per-request
- * header list, both wiped after use. Logs carry vendor, HTTP status, reason, partition/offset and
- * pseudonyms. */
+ * every delivery report -> commit. A Google Health list answer with a nextPageToken chains the
+ * next page's request in the same round (at most FETCH_MAX_PAGES; then `page_limit`). Tokens are
+ * only in struct proc_tokens and the per-request header list, both wiped after use. Logs carry
+ * vendor, HTTP status, reason, partition/offset and pseudonyms. */
 #include <curl/curl.h>
 #include <inttypes.h>
 #include <openssl/evp.h>

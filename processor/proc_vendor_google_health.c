@@ -346,8 +346,9 @@ static enum cm_rc point_time(const struct gh_type *t, const json_t *body, int64_
     enum cm_rc rc;
 
     if (t->t.filter == PROC_GH_DAILY) {
-        rc = get_date(body, start, err);
-        *end = *start + INT64_C(86400000000);
+        if ((rc = get_date(body, start, err)) == CM_OK) {
+            *end = *start + INT64_C(86400000000);
+        }
         return rc;
     }
     if ((rc = proc_norm_get_obj(body, obj, &when, err)) != CM_OK) {
@@ -558,7 +559,7 @@ static enum cm_rc data_point(const struct cm_raw_webhook *raw, const json_t *rec
     const json_t *body;
     const char *name;
     char id[PROC_NORM_ID_MAX + 1], iso[40];
-    int64_t start, end;
+    int64_t start = 0, end = 0;
     enum cm_rc rc;
 
     if (pt == NULL || strcmp(rt, pt->resource) != 0) {
