@@ -205,8 +205,10 @@ static enum cm_rc parse_root(const json_t *root, struct proc_out *out, struct cm
  *   exercise                       exercise over exercise.interval: activeDuration ("1800s")
  *                                  -> exercise_duration min (else end - start); metricsSummary.
  *                                  caloriesKcal -> active_energy, .distanceMillimeters / 1000 ->
- *                                  distance m, .averageHeartRateBeatsPerMinute -> heart_rate,
- *                                  .steps -> steps (each when present)
+ *                                  distance m, .averageHeartRateBeatsPerMinute -> heart_rate
+ *                                  (each when present; metricsSummary.steps is not read: the
+ *                                  steps data type already counts them, as for Oura and Strava
+ *                                  workouts)
  * The record id is the data point's `name` when the API gives one (identifiable types:
  * "users/{user}/dataTypes/{type}/dataPoints/{id}"), else "<member>@<start time>", so a re-read of
  * the same point gets the same event id. These two forms are also how a DELETE notification finds
@@ -531,7 +533,6 @@ static enum cm_rc exercise_record(const json_t *body, const char *id, int64_t st
         { "metricsSummary.caloriesKcal", "active_energy", 1, false },
         { "metricsSummary.distanceMillimeters", "distance", 0.001, false },
         { "metricsSummary.averageHeartRateBeatsPerMinute", "heart_rate", 1, false },
-        { "metricsSummary.steps", "steps", 1, false },
     };
     const struct gh_type t = { .m = summary, .n = CM_ARRAY_LEN(summary), .t = { .member = "" } };
     const char *active;
