@@ -43,6 +43,7 @@ struct proc_cfg {
     long refresh_lock_ms;
     long refresh_margin_s;
     long fetch_max_attempts;
+    long fetch_max_pages;
     long retry_base_ms;
     long retry_max_ms;
     long breaker_min_requests;

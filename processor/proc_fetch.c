@@ -2,9 +2,10 @@
  * A round: collect -> decode and hold back jobs that are not due (partition paused + seek) ->
  * per job: plan, tokens (refresh when due), breaker, budget -> HTTP in one libcurl multi ->
  * 401s: forced single-flight refresh and one more pass -> outputs (raw / retry / dlq) -> wait for
- * every delivery report -> commit. Tokens are only in struct proc_tokens and the per-request
- * header list, both wiped after use. Logs carry vendor, HTTP status, reason, partition/offset and
- * pseudonyms. */
+ * every delivery report -> commit. A Google Health list answer with a nextPageToken chains the
+ * next page's request in the same round (at most FETCH_MAX_PAGES; then `page_limit`). Tokens are
+ * only in struct proc_tokens and the per-request header list, both wiped after use. Logs carry
+ * vendor, HTTP status, reason, partition/offset and pseudonyms. */
 #include <curl/curl.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -23,6 +24,7 @@
 #include "proc_fetch_plan.h"
 #include "proc_norm.h"
 #include "proc_oauth.h"
+#include "proc_vendors.h"
 
 #define POLL_MS 100
 #define ROUND_MS 50
@@ -48,6 +50,13 @@ struct conn {
     struct conn *next;
 };
 
+/* One answer to publish as a RawWebhook. */
+struct pub {
+    struct proc_http_req req;
+    char ctype[96];
+    struct cm_buf body;
+};
+
 struct job {
     rd_kafka_message_t *msg;
     struct cm_fetch_job j;
@@ -62,10 +71,10 @@ struct job {
     int64_t not_before_us;
     char reason[48];
     char detail[96];
-    struct cm_buf bodies[PROC_FETCH_MAX_REQS + 1];
-    struct proc_http_req pub[PROC_FETCH_MAX_REQS + 1];
-    char ctype[PROC_FETCH_MAX_REQS + 1][96];
-    size_t n_pub;
+    struct pub *pubs;      /* answers to publish, in request order (pages included) */
+    size_t n_pub, cap_pub;
+    long pages;            /* list pages fetched after the first (Google Health) */
+    bool page_limited;     /* FETCH_MAX_PAGES reached with more pages left */
 };
 
 struct xfer {
@@ -279,7 +288,8 @@ static enum cm_rc publish_raw(struct proc_fetcher *f, const struct job *jb, size
                               struct cm_err *err)
 {
     char event_id[33], key[KEY_MAX];
-    const struct proc_http_req *r = &jb->pub[i];
+    const struct proc_http_req *r = &jb->pubs[i].req;
+    const struct pub *pb = &jb->pubs[i];
     struct cm_raw_webhook raw = {
         .event_id = event_id,
         .vendor = jb->j.vendor,
@@ -291,9 +301,9 @@ static enum cm_rc publish_raw(struct proc_fetcher *f, const struct job *jb, size
                          strcmp(jb->j.vendor, "garmin") != 0
                      ? (char *)r->query
                      : NULL, /* Garmin's callback query carries its pull token: not recorded */
-        .content_type = jb->ctype[i][0] != '\0' ? (char *)jb->ctype[i] : NULL,
-        .body = jb->bodies[i].data != NULL ? jb->bodies[i].data : (uint8_t *)"",
-        .body_len = jb->bodies[i].len,
+        .content_type = pb->ctype[0] != '\0' ? (char *)pb->ctype : NULL,
+        .body = pb->body.data != NULL ? pb->body.data : (uint8_t *)"",
+        .body_len = pb->body.len,
         .vendor_user_id = jb->j.vendor_user_id,
         .record_type = (char *)r->record_type,
     };
@@ -343,6 +353,31 @@ static void set_out(struct job *jb, enum outcome o, const char *reason, const ch
     jb->out = o;
     cm_strlcpy(jb->reason, reason, sizeof(jb->reason));
     cm_strlcpy(jb->detail, detail != NULL ? detail : reason, sizeof(jb->detail));
+}
+
+static struct pub *add_pub(struct job *jb, const struct proc_http_req *req, const char *ctype)
+{
+    struct pub *pb;
+
+    if (jb->n_pub == jb->cap_pub) {
+        jb->cap_pub = jb->cap_pub == 0 ? 4 : jb->cap_pub * 2;
+        jb->pubs = cm_xrealloc(jb->pubs, jb->cap_pub * sizeof(*jb->pubs));
+    }
+    pb = &jb->pubs[jb->n_pub++];
+    pb->req = *req;
+    cm_strlcpy(pb->ctype, ctype, sizeof(pb->ctype));
+    cm_buf_init(&pb->body, 0);
+    return pb;
+}
+
+static void clear_pubs(struct job *jb)
+{
+    for (size_t i = 0; i < jb->n_pub; i++) {
+        cm_buf_fini(&jb->pubs[i].body);
+    }
+    jb->n_pub = 0;
+    jb->pages = 0;
+    jb->page_limited = false;
 }
 
 static void defer_until(struct job *jb, int64_t when_us, const char *why)
@@ -632,6 +667,34 @@ static const char *status_class(long st)
     return st >= 500 ? names[6] : names[5];
 }
 
+/* Google Health pagination, after the page in x was kept: when it names a next page, start that
+ * request (true: the job goes on, or was deferred by the budget or breaker); at FETCH_MAX_PAGES
+ * pages mark the job page-limited instead (false: the job completes with what it has). An answer
+ * that cannot be paged is dead-lettered (true). */
+static bool next_page(struct proc_fetcher *f, struct job *jb, const struct xfer *x)
+{
+    struct proc_http_req next;
+    struct cm_err err = { { 0 } };
+    bool more = false;
+
+    if (proc_fetch_plan_next_page(&jb->plan.reqs[jb->next_req],
+                                  x->body.data != NULL ? (const void *)x->body.data : "",
+                                  x->body.len, &next, &more, &err) != CM_OK) {
+        set_out(jb, O_DLQ, "vendor_rejected", err.msg);
+        return true;
+    }
+    if (!more) {
+        return false;
+    }
+    if (jb->pages + 1 >= f->cfg->fetch_max_pages) {
+        jb->page_limited = true;
+        return false;
+    }
+    jb->pages++;
+    start_request(f, jb, &next);
+    return true;
+}
+
 static void complete(struct proc_fetcher *f, struct xfer *x, CURLcode cc)
 {
     struct job *jb = x->job;
@@ -708,12 +771,12 @@ static void complete(struct proc_fetcher *f, struct xfer *x, CURLcode cc)
         start_request(f, jb, &next);
         return;
     }
-    size_t i = jb->n_pub++;
-    jb->pub[i] = x->req;
-    cm_strlcpy(jb->ctype[i], x->ctype, sizeof(jb->ctype[i]));
-    cm_buf_init(&jb->bodies[i], 0);
-    cm_buf_append(&jb->bodies[i], x->body.data != NULL ? x->body.data : (const uint8_t *)"",
+    struct pub *pb = add_pub(jb, &x->req, x->ctype);
+    cm_buf_append(&pb->body, x->body.data != NULL ? x->body.data : (const uint8_t *)"",
                   x->body.len);
+    if (jb->v == PROC_API_GOOGLE_HEALTH && next_page(f, jb, x)) {
+        return;
+    }
     jb->next_req++;
     if (jb->next_req < jb->plan.n) {
         start_request(f, jb, &jb->plan.reqs[jb->next_req]);
@@ -929,12 +992,32 @@ static bool second_pass(struct proc_fetcher *f)
         } else if (jb->conn->load_rc != CM_OK || jb->conn->t.state != PROC_TOKEN_OK) {
             fail_attempt(f, jb, "refresh_failed", 0);
         } else {
-            jb->n_pub = 0;
+            clear_pubs(jb);
             jb->next_req = 0;
             any = start_request(f, jb, &jb->plan.reqs[0]) || any;
         }
     }
     return any;
+}
+
+/* Google Health DELETE (a data type and an interval, no object): our stored events of that data
+ * type, recognised by their source_record_id ("<member>@<time>" or a data point name
+ * ".../dataTypes/<type>/dataPoints/...", proc_vendor_google_health.c), starting within
+ * [start, end]. */
+static enum cm_rc deleted_window(struct proc_fetcher *f, const struct job *jb, struct cm_buf *out,
+                                 size_t *n, struct cm_err *err)
+{
+    const struct proc_gh_type *t = proc_google_health_type(jb->j.resource);
+    char own[96], named[128];
+
+    if (t == NULL) {
+        return cm_err_set(err, CM_INVALID, "unsupported_fetch: %s",
+                          proc_norm_safe_name(jb->j.resource));
+    }
+    snprintf(own, sizeof(own), "%s@%%", t->member);
+    snprintf(named, sizeof(named), "%%dataTypes/%s/dataPoints/%%", t->data_type);
+    return proc_oauth_window_events(f->oauth, jb->j.vendor, jb->conn->t.user_id, own, named,
+                                    jb->j.start_time_us, jb->j.end_time_us, out, n, err);
 }
 
 static enum cm_rc emit(struct proc_fetcher *f, struct job *jb, struct cm_err *err)
@@ -943,27 +1026,35 @@ static enum cm_rc emit(struct proc_fetcher *f, struct job *jb, struct cm_err *er
 
     if (jb->out == O_DELETE) {
         size_t n = 0;
-        jb->n_pub = 0;
-        cm_buf_init(&jb->bodies[0], 0);
-        rc = proc_oauth_object_events(f->oauth, jb->j.vendor, jb->conn->t.user_id,
-                                      jb->j.object_id, &jb->bodies[0], &n, err);
+        struct proc_http_req r;
+        memset(&r, 0, sizeof(r));
+        snprintf(r.record_type, sizeof(r.record_type), "%s.deleted", jb->j.vendor);
+        cm_strlcpy(r.path, "/fetcher/deleted", sizeof(r.path));
+        clear_pubs(jb);
+        struct pub *pb = add_pub(jb, &r, "application/json");
+        rc = jb->v == PROC_API_GOOGLE_HEALTH ? deleted_window(f, jb, &pb->body, &n, err)
+                                             : proc_oauth_object_events(
+                                                   f->oauth, jb->j.vendor, jb->conn->t.user_id,
+                                                   jb->j.object_id, &pb->body, &n, err);
         if (rc != CM_OK) {
             defer_until(jb, cm_now_us() + f->cfg->retry_base_ms * 1000, "database_unavailable");
+            rc = CM_OK;
         } else if (n == 0) {
             jb->out = O_SKIP; /* nothing of that object was stored */
         } else {
-            struct proc_http_req *r = &jb->pub[0];
-            memset(r, 0, sizeof(*r));
-            snprintf(r->record_type, sizeof(r->record_type), "%s.deleted", jb->j.vendor);
-            cm_strlcpy(r->path, "/fetcher/deleted", sizeof(r->path));
-            cm_strlcpy(jb->ctype[0], "application/json", sizeof(jb->ctype[0]));
-            jb->n_pub = 1;
             rc = publish_raw(f, jb, 0, err);
         }
     }
     if (jb->out == O_PUBLISH) {
         for (size_t i = 0; i < jb->n_pub && rc == CM_OK; i++) {
             rc = publish_raw(f, jb, i, err);
+        }
+        if (rc == CM_OK && jb->page_limited) {
+            /* what was read is published; the job itself goes to the DLQ for a replay with a
+             * larger FETCH_MAX_PAGES (re-published pages keep their event ids) */
+            char detail[48];
+            snprintf(detail, sizeof(detail), "pages=%ld", jb->pages + 1);
+            set_out(jb, O_DLQ, "page_limit", detail);
         }
     }
     if (jb->out == O_DEFER || jb->out == O_RETRY) {
@@ -980,9 +1071,8 @@ static enum cm_rc emit(struct proc_fetcher *f, struct job *jb, struct cm_err *er
 
 static void job_fini(struct job *jb)
 {
-    for (size_t k = 0; k < CM_ARRAY_LEN(jb->bodies); k++) {
-        cm_buf_fini(&jb->bodies[k]);
-    }
+    clear_pubs(jb);
+    free(jb->pubs);
     cm_fetch_job_fini(&jb->j);
 }
 

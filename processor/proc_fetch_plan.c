@@ -175,46 +175,100 @@ static enum cm_rc plan_by_id(const struct cm_fetch_job *j, const char *base, con
 }
 
 /* Google Health API v4: GET /v4/users/me/dataTypes/{type}/dataPoints (the token names the user)
- * with the documented filter over the notified window ("{type_snake}.interval.start_time" for
- * interval types, "{type_snake}.sample_time.physical_time" for sample types; >= and <), one page of
- * at most 10000 points. Data types we do not normalize stay "unsupported_fetch". Sources:
- * https://developers.google.com/health/reference/rest/v4/users.dataTypes.dataPoints/list and
- * https://developers.google.com/health/filters */
-static const struct {
-    const char *type, *filter_field, *resource;
-} gh_types[] = {
-    { "steps", "steps.interval.start_time", "steps" },
-    { "heart-rate", "heart_rate.sample_time.physical_time", "heart_rate" },
-    { "weight", "weight.sample_time.physical_time", "weight" },
-    { "oxygen-saturation", "oxygen_saturation.sample_time.physical_time", "oxygen_saturation" },
-};
-
+ * with the documented filter over the notified window (https://developers.google.com/health/
+ * filters; only >= and < exist), pageSize 10000 (the maximum); further pages follow
+ * nextPageToken (proc_fetch_plan_next_page()). The filter field per record type:
+ *   interval  {type}.interval.start_time          >= start AND < end         (RFC 3339)
+ *   sample    {type}.sample_time.physical_time    >= start AND < end         (RFC 3339)
+ *   daily     {type}.date                         >= day(start) AND < day(end) + 1 day
+ *   sleep     sleep.interval.end_time             >= start AND < end + 1 day (sessions that
+ *                                                 end after the notified interval included)
+ *   exercise  exercise.interval.civil_start_time  >= start - 1 day AND < end + 1 day (the only
+ *             documented exercise filter is in the user's local time, whose offset the job does
+ *             not know: the window is widened by the largest offset and re-reads are harmless)
+ * Data types we do not normalize stay "unsupported_fetch". Source:
+ * https://developers.google.com/health/reference/rest/v4/users.dataTypes.dataPoints/list */
 static enum cm_rc plan_google_health(const struct cm_fetch_job *j, const char *base,
                                      int64_t now_us, struct proc_plan *plan, struct cm_err *err)
 {
+    const struct proc_gh_type *t = proc_google_health_type(j->resource);
     int64_t start = j->has_start ? j->start_time_us : now_us - DAY_US;
     int64_t end = j->has_end ? j->end_time_us : now_us;
-    char a[40], b[40], filter[256], enc[512], pq[768];
+    char a[40], b[40], field[96], filter[320], enc[640], pq[900];
+    const char *suffix = "interval.start_time";
 
-    for (size_t i = 0; i < CM_ARRAY_LEN(gh_types); i++) {
-        if (strcmp(j->resource, gh_types[i].type) != 0) {
-            continue;
-        }
-        proc_norm_format_time(start, a);
-        proc_norm_format_time(end, b);
-        if (snprintf(filter, sizeof(filter), "%s >= \"%s\" AND %s < \"%s\"",
-                     gh_types[i].filter_field, a, gh_types[i].filter_field, b) >=
-                (int)sizeof(filter) ||
-            !escape(filter, enc, sizeof(enc)) ||
-            snprintf(pq, sizeof(pq), "/v4/users/me/dataTypes/%s/dataPoints?pageSize=%d&filter=%s",
-                     gh_types[i].type, 10000, enc) >= (int)sizeof(pq)) {
-            return cm_err_set(err, CM_INVALID, "out_of_range: url");
-        }
-        plan->n = 1;
-        return set_url(&plan->reqs[0], base, pq, "google_health", gh_types[i].resource,
-                       PROC_STEP_PUBLISH, err);
+    if (t == NULL || strcmp(j->resource, t->data_type) != 0) {
+        return cm_err_set(err, CM_INVALID, "unsupported_fetch: %s",
+                          proc_norm_safe_name(j->resource));
     }
-    return cm_err_set(err, CM_INVALID, "unsupported_fetch: %s", proc_norm_safe_name(j->resource));
+    switch (t->filter) {
+    case PROC_GH_INTERVAL:
+        break;
+    case PROC_GH_SAMPLE:
+        suffix = "sample_time.physical_time";
+        break;
+    case PROC_GH_DAILY:
+        suffix = "date";
+        end += DAY_US;
+        break;
+    case PROC_GH_SLEEP:
+        suffix = "interval.end_time";
+        end += DAY_US;
+        break;
+    case PROC_GH_EXERCISE:
+        suffix = "interval.civil_start_time";
+        start -= DAY_US;
+        end += DAY_US;
+        break;
+    }
+    proc_norm_format_time(start, a);
+    proc_norm_format_time(end, b);
+    if (t->filter == PROC_GH_DAILY) {
+        a[10] = b[10] = '\0';
+    } else if (t->filter == PROC_GH_EXERCISE) {
+        a[19] = b[19] = '\0'; /* civil: no fraction, no offset */
+    }
+    snprintf(field, sizeof(field), "%s.%s", t->resource, suffix);
+    if (snprintf(filter, sizeof(filter), "%s >= \"%s\" AND %s < \"%s\"", field, a, field, b) >=
+            (int)sizeof(filter) ||
+        !escape(filter, enc, sizeof(enc)) ||
+        snprintf(pq, sizeof(pq), "/v4/users/me/dataTypes/%s/dataPoints?pageSize=%d&filter=%s",
+                 t->data_type, 10000, enc) >= (int)sizeof(pq)) {
+        return cm_err_set(err, CM_INVALID, "out_of_range: url");
+    }
+    plan->n = 1;
+    return set_url(&plan->reqs[0], base, pq, "google_health", t->resource, PROC_STEP_PUBLISH,
+                   err);
+}
+
+enum cm_rc proc_fetch_plan_next_page(const struct proc_http_req *first, const void *body,
+                                     size_t len, struct proc_http_req *next, bool *more,
+                                     struct cm_err *err)
+{
+    json_t *root = json_loadb(body, len, 0, NULL);
+    const json_t *tok = root != NULL ? json_object_get(root, "nextPageToken") : NULL;
+    char enc[800];
+    enum cm_rc rc = CM_OK;
+
+    *more = false;
+    if (root == NULL || !json_is_object(root)) {
+        rc = cm_err_set(err, CM_INVALID, "malformed_json");
+    } else if (json_is_string(tok) && json_string_length(tok) > 0) {
+        *next = *first;
+        if (!escape(json_string_value(tok), enc, sizeof(enc)) ||
+            (size_t)snprintf(next->url, sizeof(next->url), "%s&pageToken=%s", first->url, enc) >=
+                sizeof(next->url) ||
+            (size_t)snprintf(next->query, sizeof(next->query), "%s&pageToken=%s", first->query,
+                             enc) >= sizeof(next->query)) {
+            rc = cm_err_set(err, CM_INVALID, "out_of_range: nextPageToken");
+        } else {
+            *more = true;
+        }
+    } else if (tok != NULL && !json_is_string(tok) && !json_is_null(tok)) {
+        rc = cm_err_set(err, CM_INVALID, "wrong_type: nextPageToken");
+    }
+    json_decref(root);
+    return rc;
 }
 
 static bool in_list(const char *s, const char *const *list, size_t n)
@@ -236,6 +290,19 @@ enum cm_rc proc_fetch_plan(const struct cm_fetch_job *j, const char *base, int64
 
     memset(plan, 0, sizeof(*plan));
     plan->kind = PROC_PLAN_FETCH;
+    if (is_delete(j) && strcmp(v, "google_health") == 0) {
+        /* A DELETE names a data type and an interval, no object: tombstones of our events of
+         * that type in the interval (proc_fetch.c). */
+        const struct proc_gh_type *t = proc_google_health_type(res);
+        if (t == NULL || strcmp(res, t->data_type) != 0) {
+            return cm_err_set(err, CM_INVALID, "unsupported_fetch: %s", proc_norm_safe_name(res));
+        }
+        if (!j->has_start || !j->has_end) {
+            return cm_err_set(err, CM_INVALID, "missing_field: intervals");
+        }
+        plan->kind = PROC_PLAN_DELETE;
+        return CM_OK;
+    }
     if (is_delete(j)) {
         if (j->object_id == NULL) {
             return cm_err_set(err, CM_INVALID, "missing_field: object_id");

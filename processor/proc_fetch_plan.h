@@ -20,9 +20,9 @@ enum proc_req_step {
 };
 
 struct proc_http_req {
-    char url[1024];           /* full URL; may hold a vendor-issued secret (Garmin): never logged */
+    char url[2048];           /* full URL; may hold a vendor-issued secret (Garmin): never logged */
     char path[512];           /* the URL's path, for RawWebhook.path */
-    char query[512];          /* the URL's query without '?', "" when none */
+    char query[1536];         /* the URL's query without '?', "" when none */
     char form[512];           /* POST form body (Withings), "" for GET */
     char record_type[64];     /* "<vendor>.<resource>" */
     enum proc_req_step step;
@@ -30,7 +30,8 @@ struct proc_http_req {
 
 enum proc_plan_kind {
     PROC_PLAN_FETCH,          /* reqs[0..n) */
-    PROC_PLAN_DELETE,         /* the vendor deleted object_id: tombstones, nothing to fetch */
+    PROC_PLAN_DELETE,         /* the vendor deleted object_id (Google Health: a data type over
+                                 [start, end]): tombstones, nothing to fetch */
     PROC_PLAN_SKIP,           /* nothing we normalize (e.g. Fitbit foods): acknowledged */
 };
 
@@ -47,6 +48,13 @@ struct proc_plan {
  * Withings jobs (the last day). */
 enum cm_rc proc_fetch_plan(const struct cm_fetch_job *j, const char *base, int64_t now_us,
                            struct proc_plan *plan, struct cm_err *err);
+/* Google Health pagination: the request for the page after `body` (a list answer to `first` or to
+ * one of its follow-ups): `first` with "&pageToken=<nextPageToken>" appended. *more is false on
+ * the last page (no or an empty nextPageToken). CM_INVALID: not a JSON object, or a token that
+ * does not fit ("out_of_range: nextPageToken"). */
+enum cm_rc proc_fetch_plan_next_page(const struct proc_http_req *first, const void *body,
+                                     size_t len, struct proc_http_req *next, bool *more,
+                                     struct cm_err *err);
 /* The follow-up of a PROC_STEP_WHOOP_CYCLE answer: GET /v2/cycle/{cycle_id}/recovery. */
 enum cm_rc proc_fetch_plan_whoop_recovery(const char *base, const void *sleep_body, size_t len,
                                           struct proc_http_req *out, struct cm_err *err);

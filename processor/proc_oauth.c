@@ -698,25 +698,65 @@ void proc_oauth_rate_block(struct proc_oauth *o, enum proc_api_vendor v,
 
 /* ---- stored events of a deleted vendor object ---- */
 
-enum cm_rc proc_oauth_object_events(struct proc_oauth *o, const char *vendor, const char *user_id,
-                                    const char *object_id, struct cm_buf *out, size_t *n,
-                                    struct cm_err *err)
+/* The rows of a (source_record_id, metric, start_time) query as a "<vendor>.deleted" body. */
+static enum cm_rc deleted_body(PGresult *res, struct cm_buf *out, size_t *n, struct cm_err *err)
 {
-    static const char sql[] =
-        "SELECT source_record_id, metric,"
-        " to_char(start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-        " FROM biometric_events WHERE vendor = $1 AND user_id = $2 AND NOT deleted"
-        " AND (source_record_id = $3 OR source_record_id LIKE $4) LIMIT 100000";
-    char like[300];
-    const char *params[4] = { vendor, user_id, object_id, like };
-    enum cm_rc rc = pg_ready(o, err);
-    json_t *root, *arr;
+    json_t *root = json_object(), *arr = json_array();
     char *text;
+    enum cm_rc rc;
+
+    for (int i = 0; i < PQntuples(res); i++) {
+        json_t *e = json_object();
+        json_object_set_new(e, "source_record_id", json_string(PQgetvalue(res, i, 0)));
+        json_object_set_new(e, "metric", json_string(PQgetvalue(res, i, 1)));
+        json_object_set_new(e, "start_time", json_string(PQgetvalue(res, i, 2)));
+        json_array_append_new(arr, e);
+    }
+    *n = (size_t)PQntuples(res);
+    json_object_set_new(root, "deleted", arr);
+    text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(root);
+    rc = text != NULL ? cm_buf_append_str(out, text) : CM_INVALID;
+    free(text);
+    return rc == CM_OK ? CM_OK : cm_err_set(err, CM_INVALID, "deleted record too large");
+}
+
+/* Run one query of deleted events and turn its rows into the body. */
+static enum cm_rc deleted_query(struct proc_oauth *o, const char *sql, int nparams,
+                                const char *const *params, struct cm_buf *out, size_t *n,
+                                struct cm_err *err)
+{
+    enum cm_rc rc = pg_ready(o, err);
+    PGresult *res;
 
     *n = 0;
     if (rc != CM_OK) {
         return rc;
     }
+    res = PQexecParams(o->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = pg_failed(o, res, "events of a deleted object", err);
+    } else {
+        rc = deleted_body(res, out, n, err);
+    }
+    PQclear(res);
+    return rc;
+}
+
+#define DELETED_COLUMNS                                                                          \
+    "SELECT source_record_id, metric,"                                                           \
+    " to_char(start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"               \
+    " FROM biometric_events WHERE vendor = $1 AND user_id = $2 AND NOT deleted"
+
+enum cm_rc proc_oauth_object_events(struct proc_oauth *o, const char *vendor, const char *user_id,
+                                    const char *object_id, struct cm_buf *out, size_t *n,
+                                    struct cm_err *err)
+{
+    static const char sql[] = DELETED_COLUMNS
+        " AND (source_record_id = $3 OR source_record_id LIKE $4) LIMIT 100000";
+    char like[300];
+    const char *params[4] = { vendor, user_id, object_id, like };
+
     /* LIKE pattern "<id>#%" with the id's own % _ \ escaped */
     size_t k = 0;
     for (const char *p = object_id; *p != '\0' && k + 4 < sizeof(like); p++) {
@@ -728,27 +768,24 @@ enum cm_rc proc_oauth_object_events(struct proc_oauth *o, const char *vendor, co
     like[k++] = '#';
     like[k++] = '%';
     like[k] = '\0';
-    PGresult *res = PQexecParams(o->pg, sql, 4, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = pg_failed(o, res, "events of a deleted object", err);
-        PQclear(res);
-        return rc;
-    }
-    root = json_object();
-    arr = json_array();
-    for (int i = 0; i < PQntuples(res); i++) {
-        json_t *e = json_object();
-        json_object_set_new(e, "source_record_id", json_string(PQgetvalue(res, i, 0)));
-        json_object_set_new(e, "metric", json_string(PQgetvalue(res, i, 1)));
-        json_object_set_new(e, "start_time", json_string(PQgetvalue(res, i, 2)));
-        json_array_append_new(arr, e);
-    }
-    *n = (size_t)PQntuples(res);
-    PQclear(res);
-    json_object_set_new(root, "deleted", arr);
-    text = json_dumps(root, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(root);
-    rc = text != NULL ? cm_buf_append_str(out, text) : CM_INVALID;
-    free(text);
-    return rc == CM_OK ? CM_OK : cm_err_set(err, CM_INVALID, "deleted record too large");
+    return deleted_query(o, sql, 4, params, out, n, err);
+}
+
+enum cm_rc proc_oauth_window_events(struct proc_oauth *o, const char *vendor, const char *user_id,
+                                    const char *like1, const char *like2, int64_t start_us,
+                                    int64_t end_us, struct cm_buf *out, size_t *n,
+                                    struct cm_err *err)
+{
+    static const char sql[] = DELETED_COLUMNS
+        " AND (source_record_id LIKE $3 OR source_record_id LIKE $4)"
+        " AND start_time >= 'epoch'::timestamptz + $5::bigint * interval '1 microsecond'"
+        " AND (start_time < 'epoch'::timestamptz + $6::bigint * interval '1 microsecond'"
+        "      OR start_time = 'epoch'::timestamptz + $5::bigint * interval '1 microsecond')"
+        " LIMIT 100000";
+    char a[24], b[24];
+    const char *params[6] = { vendor, user_id, like1, like2, a, b };
+
+    snprintf(a, sizeof(a), "%" PRId64, start_us);
+    snprintf(b, sizeof(b), "%" PRId64, end_us);
+    return deleted_query(o, sql, 6, params, out, n, err);
 }

@@ -86,6 +86,14 @@ enum cm_rc proc_oauth_object_events(struct proc_oauth *o, const char *vendor, co
                                     const char *object_id, struct cm_buf *out, size_t *n,
                                     struct cm_err *err);
 
+/* Google Health DELETE: the events stored for one user of a vendor whose source_record_id matches
+ * LIKE pattern like1 or like2 and whose start_time lies in [start, end) (or equals start, so a
+ * point interval finds its sample), in the same body as proc_oauth_object_events(). */
+enum cm_rc proc_oauth_window_events(struct proc_oauth *o, const char *vendor, const char *user_id,
+                                    const char *like1, const char *like2, int64_t start_us,
+                                    int64_t end_us, struct cm_buf *out, size_t *n,
+                                    struct cm_err *err);
+
 /* How many token requests were sent (tests, metrics). */
 uint64_t proc_oauth_refresh_count(const struct proc_oauth *o);
 

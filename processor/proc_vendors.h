@@ -44,6 +44,27 @@ enum cm_rc proc_withings_parse(const struct cm_raw_webhook *raw, struct proc_out
 enum cm_rc proc_strava_parse(const struct cm_raw_webhook *raw, struct proc_out *out,
                              struct cm_err *err);
 
+/* The Google Health data types the bridge reads (proc_vendor_google_health.c), shared by the
+ * normalizer and the fetch plan: the API's name (kebab case, in paths and notifications), the
+ * record type suffix (snake case, also the name in list filters), the DataPoint union member,
+ * and which field the list filter selects a window on (https://developers.google.com/health/
+ * filters). */
+enum proc_gh_filter {
+    PROC_GH_INTERVAL, /* {type}.interval.start_time, RFC 3339 */
+    PROC_GH_SAMPLE,   /* {type}.sample_time.physical_time, RFC 3339 */
+    PROC_GH_DAILY,    /* {type}.date, YYYY-MM-DD */
+    PROC_GH_SLEEP,    /* sleep.interval.end_time, RFC 3339 */
+    PROC_GH_EXERCISE, /* exercise.interval.civil_start_time, local date-time without offset */
+};
+
+struct proc_gh_type {
+    const char *data_type, *resource, *member;
+    enum proc_gh_filter filter;
+};
+
+/* The type named `name` (its data_type or its resource), or NULL. */
+const struct proc_gh_type *proc_google_health_type(const char *name);
+
 /* Plausible value range of a taxonomy metric (proc_taxonomy.c). */
 void proc_taxonomy_range(const struct proc_metric_def *def, double *min, double *max);
 

@@ -169,21 +169,28 @@ def test_notification_flows_to_postgresql_rows(fake, env_values, http, vendor):
     assert want <= got, "%s: missing %s" % (vendor, sorted(want - got))
 
 
-GH_TYPES = ("steps", "heart-rate", "weight", "oxygen-saturation")
+GH_TYPES = ("steps", "heart-rate", "weight", "oxygen-saturation", "heart-rate-variability",
+            "respiratory-rate-sleep-summary", "daily-resting-heart-rate",
+            "daily-heart-rate-variability", "daily-respiratory-rate", "daily-oxygen-saturation",
+            "daily-sleep-temperature-derivations", "sleep", "exercise")
+
+
+def gh_notification(vuid, operation, types, start="2026-11-23T00:00:00Z",
+                    end="2026-11-23T12:00:00Z"):
+    return json_bytes([{"data": {"healthUserId": str(vuid), "operation": operation,
+                                 "dataType": t,
+                                 "intervals": [{"physicalTimeInterval": {
+                                     "startTime": start, "endTime": end}}],
+                                 "clientProvidedSubscriptionName": "auren", "version": "1"}}
+                       for t in types])
 
 
 def test_google_health_notification_flows_to_postgresql_rows(fake, env_values, http):
-    """One batched Google Health notification naming four data types: each is listed over its
-    interval with the documented filter and its data points become rows."""
+    """One batched Google Health notification naming every data type we read: each is listed
+    over its interval with the documented filter and its data points become rows."""
     vuid, user = ids("google_health")
     add_conn(env_values, "google_health", vuid, user)
-    body = [{"data": {"healthUserId": str(vuid), "operation": "UPSERT", "dataType": t,
-                      "intervals": [{"physicalTimeInterval": {
-                          "startTime": "2026-11-23T00:00:00Z",
-                          "endTime": "2026-11-23T12:00:00Z"}}],
-                      "clientProvidedSubscriptionName": "auren", "version": "1"}}
-            for t in GH_TYPES]
-    r = e2elib.post(http, "google_health", json_bytes(body), env_values)
+    r = e2elib.post(http, "google_health", gh_notification(vuid, "UPSERT", GH_TYPES), env_values)
     assert 200 <= r.status_code < 300, r.status_code
     want = set()
     for t in GH_TYPES:
@@ -192,6 +199,109 @@ def test_google_health_notification_flows_to_postgresql_rows(fake, env_values, h
     assert want <= got, "google_health: missing %s" % sorted(want - got)
     paths = {q["path"] for q in data_requests("google_health", vuid) if q["status"] == 200}
     assert paths == {"/google_health/v4/users/me/dataTypes/%s/dataPoints" % t for t in GH_TYPES}
+
+
+def gh_rows(user, env_values):
+    """(metric, source_record_id, start_us, deleted) of a user's rows."""
+    return {(r[0], r[1], int(r[2]), r[3] == "t") for r in e2elib.psql(
+        "SELECT metric, source_record_id, (extract(epoch FROM start_time) * 1000000)::bigint, "
+        "deleted FROM biometric_events WHERE user_id = %s" % e2elib.sql_list([user]),
+        env_values)}
+
+
+def test_google_health_delete_tombstones_the_notified_interval(fake, env_values, http):
+    """DELETE names a data type and intervals: our rows of that type starting inside an interval
+    become deleted=true; the same type outside it and other types stay."""
+    vuid, user = ids("gh-del")
+    add_conn(env_values, "google_health", vuid, user)
+    up = gh_notification(vuid, "UPSERT", ("heart-rate", "steps", "sleep"),
+                         "2026-11-22T00:00:00Z", "2026-11-23T12:00:00Z")
+    assert 200 <= e2elib.post(http, "google_health", up, env_values).status_code < 300
+    want = (expected_metrics("google_health", "heart_rate") |
+            expected_metrics("google_health", "steps") |
+            expected_metrics("google_health", "sleep"))
+    assert want <= wait_rows(user, env_values, want)
+    end = time.monotonic() + DEADLINE_S
+    while len(gh_rows(user, env_values)) < 2 + 2 + 9:
+        assert time.monotonic() < end, "rows of the upsert missing"
+        time.sleep(0.5)
+    n_requests = len(data_requests("google_health", vuid))
+    # heart-rate over [08:00:00, 08:01:00): the 08:00:05 sample only; sleep over the main
+    # session (a named data point), not the nap at 13:00
+    body = json_bytes([
+        {"data": {"healthUserId": str(vuid), "operation": "DELETE", "dataType": "heart-rate",
+                  "intervals": [{"physicalTimeInterval": {"startTime": "2026-11-23T08:00:00Z",
+                                                          "endTime": "2026-11-23T08:01:00Z"}}]}},
+        {"data": {"healthUserId": str(vuid), "operation": "DELETE", "dataType": "sleep",
+                  "intervals": [{"physicalTimeInterval": {"startTime": "2026-11-22T22:30:00Z",
+                                                          "endTime": "2026-11-23T06:30:00Z"}}]}},
+    ])
+    assert 200 <= e2elib.post(http, "google_health", body, env_values).status_code < 300
+    main_sleep = "users/me/dataTypes/sleep/dataPoints/5512078000"
+    end = time.monotonic() + DEADLINE_S
+    while True:
+        rows = gh_rows(user, env_values)
+        deleted = {(m, s) for m, s, _, d in rows if d}
+        if len(deleted) >= 1 + 6 or time.monotonic() > end:
+            break
+        time.sleep(0.5)
+    assert deleted == {("heart_rate", "heartRate@2026-11-23T08:00:05Z")} | {
+        (m, main_sleep) for m, s, _, d in rows if s == main_sleep}, sorted(deleted)
+    assert len([1 for _, s, _, _ in rows if s == main_sleep]) == 6
+    live = {(m, s) for m, s, _, d in rows if not d}
+    assert ("heart_rate", "heartRate@2026-11-23T08:01:05.500000Z") in live
+    assert {m for m, s in live if s.startswith("steps@")} == {"steps"}
+    assert ("sleep_duration_total", "users/me/dataTypes/sleep/dataPoints/5512078001") in live
+    assert len(data_requests("google_health", vuid)) == n_requests, "a DELETE fetched data"
+
+
+def gh_points(n, start_s):
+    return [{"dataSource": {"platform": "FITBIT"},
+             "heartRate": {"beatsPerMinute": str(60 + i % 40), "sampleTime": {
+                 "physicalTime": datetime.datetime.fromtimestamp(
+                     start_s + 60 * i, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}}}
+            for i in range(n)]
+
+
+def gh_paged_upsert(env_values, http, tag, n, page_size):
+    """A user whose heart-rate list holds n points answered page_size per page, notified."""
+    vuid, user = ids(tag)
+    add_conn(env_values, "google_health", vuid, user)
+    control("gh_points", vendor_user_id=str(vuid), type="heart-rate",
+            points=gh_points(n, 1795420800), page_size=page_size)
+    body = gh_notification(vuid, "UPSERT", ("heart-rate",), "2026-11-23T08:00:00Z",
+                           "2026-11-23T09:00:00Z")
+    assert 200 <= e2elib.post(http, "google_health", body, env_values).status_code < 300
+    return vuid, user
+
+
+def test_google_health_window_over_several_pages_lands_completely(fake, env_values, http):
+    """25 points answered 10 per page: the fetcher follows nextPageToken and all 25 land."""
+    vuid, user = gh_paged_upsert(env_values, http, "gh-pages", 25, 10)
+    end = time.monotonic() + DEADLINE_S
+    while True:
+        rows = [r for r in e2elib.fetch_rows([user], env_values) if r["metric"] == "heart_rate"]
+        if len(rows) >= 25 or time.monotonic() > end:
+            break
+        time.sleep(0.5)
+    assert sorted(r["start_us"] for r in rows) == [
+        (1795420800 + 60 * i) * 1000000 for i in range(25)]
+    reqs = [q for q in data_requests("google_health", vuid) if q["status"] == 200]
+    assert len(reqs) == 3, "%d list requests for 3 pages" % len(reqs)
+
+
+def test_google_health_page_limit_is_dead_lettered(fake, env_values, http, dlq):
+    """Past FETCH_MAX_PAGES (5 in config/local.env) the pages read are published and the job is
+    dead-lettered `page_limit`, so an operator can replay it with a larger limit."""
+    vuid, user = gh_paged_upsert(env_values, http, "gh-limit", 7, 1)
+    recs = dlq_reason(dlq, "google_health", vuid, "page_limit")
+    assert recs and recs[0]["datum"]["detail"] == "pages=5", recs
+    end = time.monotonic() + DEADLINE_S
+    while len(e2elib.fetch_rows([user], env_values)) < 5 and time.monotonic() < end:
+        time.sleep(0.5)
+    assert sorted(r["start_us"] for r in e2elib.fetch_rows([user], env_values)) == [
+        (1795420800 + 60 * i) * 1000000 for i in range(5)]
+    assert len([q for q in data_requests("google_health", vuid) if q["status"] == 200]) == 5
 
 
 def test_garmin_ping_callback_is_fetched(fake, env_values, http):

@@ -225,7 +225,8 @@ def test_same_body_twice_yields_same_event_ids(run, rows, tails):
 
 def _golden_fetches(run):
     """The fetch jobs the golden files promise for what this run posted, with the run's vendor
-    user ids: {(vendor, vendor_user_id, resource, event_type, object_id): golden line}."""
+    user ids: {(vendor, vendor_user_id, resource, event_type, object_id, start_us): golden line}
+    (the start tells apart the per-interval jobs of one Google Health DELETE)."""
     want = {}
     for n in run.notifications:
         vendor = n["vendor"]
@@ -233,7 +234,7 @@ def _golden_fetches(run):
         new = str(run.ids[vendor]["vendor_user_id"])
         for f in n["fixture"].fetches:
             vid = new if f["vendor_user_id"] == old else f["vendor_user_id"]
-            want[(vendor, vid, f["resource"], f["event_type"], f["object_id"])] = f
+            want[(vendor, vid, f["resource"], f["event_type"], f["object_id"], f["start_us"])] = f
     return want
 
 
@@ -252,8 +253,9 @@ def test_notifications_become_fetch_jobs(run, tails):
         for rec in records:
             d = rec["datum"]
             if rec["stem"] == "fetch_job.v1" and d is not None:
+                start = None if d["start_time"] is None else e2elib.ts_us(d["start_time"])
                 out.setdefault((d["vendor"], d["vendor_user_id"], d["resource"],
-                                d["event_type"], d["object_id"]), rec)
+                                d["event_type"], d["object_id"], start), rec)
         return out
 
     tail.wait_for(lambda records: set(want) <= set(jobs(records)), PIPELINE_DEADLINE_S)

@@ -13,8 +13,10 @@ Layout under one origin (default 127.0.0.1:18080; config/local.env points the pr
   /polar/v2/oauth2/token                              (HTTP Basic)
   /fitbit/1.2/user/-/sleep/date/{d}.json  /fitbit/1/user/-/{body/log/weight,activities}/date/{d}.json
   /fitbit/oauth2/token                                (HTTP Basic)
-  /google_health/v4/users/me/dataTypes/{steps,heart-rate,weight,oxygen-saturation}/dataPoints
-                                                      (list; the documented `filter` is required)
+  /google_health/v4/users/me/dataTypes/{type}/dataPoints   (list; the documented `filter` of the
+                                                      type is required; pages of at most
+                                                      min(pageSize, the control page size) points
+                                                      with nextPageToken / pageToken)
   /google_health/token                                (form body client auth)
   /withings/measure  /withings/v2/sleep  /withings/v2/measure   (POST forms; {"status":0,"body"})
   /withings/v2/oauth2                                 (action=requesttoken; wrapped answer)
@@ -26,6 +28,9 @@ Test control (JSON bodies), never used by the bridge:
   POST /_control/fail    {"vendor","status":503,"seconds":S}     answer `status` for S seconds
   POST /_control/limit   {"vendor","count":N,"retry_after":S}   next N data requests get 429
   GET  /_control/stats   refreshes per vendor user, data requests (vendor, user, path, t, status)
+  POST /_control/gh_points {"vendor_user_id","type","points":[DataPoint...],"page_size":N}
+                                 Google Health list answers for that user and data type (instead
+                                 of the fixture), paged by page_size
   POST /_control/reset
 
 Run: python3 tests/fakevendor/server.py [--port 18080]
@@ -63,17 +68,58 @@ class State:
         self.requests = []    # dicts
         self.fail = {}        # vendor -> (status, until)
         self.limit = {}       # vendor -> [count, retry_after]
+        self.gh_points = {}   # (vuid, data type) -> (points, page size)
 
 
 STATE = State()
 
 # Google Health list filters (developers.google.com/health/filters): the field of each data type's
-# record type, a time range with >= and <, RFC 3339 literals.
-GH_FILTERS = {"steps": "steps.interval.start_time",
-              "heart-rate": "heart_rate.sample_time.physical_time",
-              "weight": "weight.sample_time.physical_time",
-              "oxygen-saturation": "oxygen_saturation.sample_time.physical_time"}
-GH_FILTER = r'%(f)s >= "[0-9T:.Z+-]+" AND %(f)s < "[0-9T:.Z+-]+"'
+# record type (interval, sample, daily, session), a range with >= and <, and its literal form.
+RFC3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)"
+DATE = r"\d{4}-\d\d-\d\d"
+CIVIL = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d"
+GH_FILTERS = {"steps": ("steps.interval.start_time", RFC3339),
+              "heart-rate": ("heart_rate.sample_time.physical_time", RFC3339),
+              "weight": ("weight.sample_time.physical_time", RFC3339),
+              "oxygen-saturation": ("oxygen_saturation.sample_time.physical_time", RFC3339),
+              "heart-rate-variability": ("heart_rate_variability.sample_time.physical_time",
+                                         RFC3339),
+              "respiratory-rate-sleep-summary": (
+                  "respiratory_rate_sleep_summary.sample_time.physical_time", RFC3339),
+              "daily-resting-heart-rate": ("daily_resting_heart_rate.date", DATE),
+              "daily-heart-rate-variability": ("daily_heart_rate_variability.date", DATE),
+              "daily-respiratory-rate": ("daily_respiratory_rate.date", DATE),
+              "daily-oxygen-saturation": ("daily_oxygen_saturation.date", DATE),
+              "daily-sleep-temperature-derivations": ("daily_sleep_temperature_derivations.date",
+                                                      DATE),
+              "sleep": ("sleep.interval.end_time", RFC3339),
+              "exercise": ("exercise.interval.civil_start_time", CIVIL)}
+GH_MAX_PAGE = 10000
+
+
+def gh_filter_ok(data_type, flt):
+    if data_type not in GH_FILTERS:
+        return False
+    field, lit = GH_FILTERS[data_type]
+    f = re.escape(field)
+    return re.fullmatch(r'%s >= "%s" AND %s < "%s"' % (f, lit, f, lit), flt) is not None
+
+
+def gh_page(points, query, cap):
+    """One page of a list answer: pageSize (at most `cap`) points from the offset in pageToken,
+    which also binds the filter (the API wants every other field unchanged)."""
+    size = min(int(query.get("pageSize") or GH_MAX_PAGE), cap, GH_MAX_PAGE)
+    tag = "%08x" % (hash(query.get("filter", "")) & 0xffffffff)
+    tok = query.get("pageToken")
+    start = 0
+    if tok:
+        m = re.fullmatch(r"o(\d+)\.([0-9a-f]{8})", tok)
+        if not m or m.group(2) != tag:
+            return None
+        start = int(m.group(1))
+    page = points[start:start + size]
+    nxt = "o%d.%s" % (start + size, tag) if start + size < len(points) else ""
+    return json.dumps({"dataPoints": page, "nextPageToken": nxt}, indent=2).encode()
 
 
 def fixture(vendor, resource):
@@ -130,6 +176,9 @@ class Handler(BaseHTTPRequestHandler):
                                               time.time() + float(data["seconds"]))
             elif path == "/_control/limit":
                 STATE.limit[data["vendor"]] = [int(data["count"]), int(data["retry_after"])]
+            elif path == "/_control/gh_points":
+                STATE.gh_points[(str(data["vendor_user_id"]), data["type"])] = (
+                    data["points"], int(data.get("page_size", GH_MAX_PAGE)))
             else:
                 return self._send(404, {"error": "unknown control"})
         return self._send(200, {"ok": True})
@@ -188,9 +237,9 @@ class Handler(BaseHTTPRequestHandler):
             return "fitbit", fixture("fitbit", {"body/log/weight": "body"}.get(m.group(1),
                                                                              m.group(1)))
         m = re.fullmatch(r"/google_health/v4/users/me/dataTypes/([a-z-]+)/dataPoints", path)
-        if m and re.fullmatch(GH_FILTER % {"f": GH_FILTERS.get(m.group(1), "-")},
-                              query.get("filter", "")):
-            return "google_health", fixture("google_health", m.group(1).replace("-", "_"))
+        if m and gh_filter_ok(m.group(1), query.get("filter", "")):
+            # the user's points are chosen once the token names the caller (_data)
+            return "google_health", ("gh", m.group(1), query)
         if path == "/withings/measure" and form.get("action") == "getmeas":
             types = form.get("meastypes", "")
             res = "blood_pressure" if "9" in types.split(",") else \
@@ -245,6 +294,21 @@ class Handler(BaseHTTPRequestHandler):
             entry["status"] = 200
         if vendor == "garmin":  # Garmin summaries name their user: answer as the caller's
             body = body.replace(b'"garmin-user-1"', json.dumps(owner[1]).encode())
+        if vendor == "google_health":
+            _, data_type, query = body
+            with STATE.lock:
+                points, cap = STATE.gh_points.get((owner[1], data_type), (None, GH_MAX_PAGE))
+            if points is None:
+                try:
+                    points = json.loads(fixture("google_health",
+                                                data_type.replace("-", "_")))["dataPoints"]
+                except FileNotFoundError:
+                    points = []
+            body = gh_page(points, query, cap)
+            if body is None:
+                entry["status"] = 400
+                return self._send(400, {"error": {"status": "INVALID_ARGUMENT",
+                                                  "message": "bad pageToken"}})
         return self._send(200, body, headers={"X-RateLimit-Remaining": "99",
                                               "X-RateLimit-Reset": "60"})
 

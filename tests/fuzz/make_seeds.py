@@ -62,6 +62,12 @@ def norm_seeds(out):
         if v == "terra":
             for fn, body in fixtures(v):
                 write(out, "norm_terra", "api_" + fn, b"#api:terra.daily\n" + body)
+        if v == "google_health":  # API answers as what they are: api_<resource>.json
+            for fn, body in fixtures(v):
+                if fn.startswith("api_") and fn.endswith(".json"):
+                    rt = "google_health." + fn[len("api_"):-len(".json")]
+                    write(out, "norm_google_health", "rec_" + fn,
+                          b"#api:" + rt.encode() + b"\n" + body)
 
 
 def verify_seeds(out):

@@ -91,11 +91,142 @@ START_TEST(test_plans)
                      CM_OK);
     ck_assert_ptr_nonnull(strstr(p.reqs[0].query, "steps.interval.start_time%20%3E%3D%20%22"
                                                   "2026-11-22T08%3A00%3A00Z"));
-    j = job("google_health", "sleep", NULL);
+    j = job("google_health", "body-fat", NULL);
     ck_assert_int_eq(proc_fetch_plan(&j, "http://h", 0, &p, &err), CM_INVALID);
-    ck_assert_str_eq(err.msg, "unsupported_fetch: sleep");
+    ck_assert_str_eq(err.msg, "unsupported_fetch: body-fat");
     j = job("oura", "sleep", NULL);
     ck_assert_int_eq(proc_fetch_plan(&j, "http://h", 0, &p, &err), CM_INVALID);
+}
+END_TEST
+
+/* The filter of each Google Health record type over 2026-11-23T08:00:00Z .. 08:05:00Z. */
+START_TEST(test_google_health_plans)
+{
+    static const struct {
+        const char *type, *record_type, *filter;
+    } want[] = {
+        { "heart-rate-variability", "google_health.heart_rate_variability",
+          "heart_rate_variability.sample_time.physical_time >= \"2026-11-23T08:00:00Z\" AND "
+          "heart_rate_variability.sample_time.physical_time < \"2026-11-23T08:05:00Z\"" },
+        { "respiratory-rate-sleep-summary", "google_health.respiratory_rate_sleep_summary",
+          "respiratory_rate_sleep_summary.sample_time.physical_time >= \"2026-11-23T08:00:00Z\""
+          " AND respiratory_rate_sleep_summary.sample_time.physical_time < "
+          "\"2026-11-23T08:05:00Z\"" },
+        { "daily-resting-heart-rate", "google_health.daily_resting_heart_rate",
+          "daily_resting_heart_rate.date >= \"2026-11-23\" AND daily_resting_heart_rate.date < "
+          "\"2026-11-24\"" },
+        { "daily-heart-rate-variability", "google_health.daily_heart_rate_variability",
+          "daily_heart_rate_variability.date >= \"2026-11-23\" AND "
+          "daily_heart_rate_variability.date < \"2026-11-24\"" },
+        { "daily-respiratory-rate", "google_health.daily_respiratory_rate",
+          "daily_respiratory_rate.date >= \"2026-11-23\" AND daily_respiratory_rate.date < "
+          "\"2026-11-24\"" },
+        { "daily-oxygen-saturation", "google_health.daily_oxygen_saturation",
+          "daily_oxygen_saturation.date >= \"2026-11-23\" AND daily_oxygen_saturation.date < "
+          "\"2026-11-24\"" },
+        { "daily-sleep-temperature-derivations",
+          "google_health.daily_sleep_temperature_derivations",
+          "daily_sleep_temperature_derivations.date >= \"2026-11-23\" AND "
+          "daily_sleep_temperature_derivations.date < \"2026-11-24\"" },
+        { "sleep", "google_health.sleep",
+          "sleep.interval.end_time >= \"2026-11-23T08:00:00Z\" AND sleep.interval.end_time < "
+          "\"2026-11-24T08:05:00Z\"" },
+        { "exercise", "google_health.exercise",
+          "exercise.interval.civil_start_time >= \"2026-11-22T08:00:00\" AND "
+          "exercise.interval.civil_start_time < \"2026-11-24T08:05:00\"" },
+    };
+    struct cm_err err = { { 0 } };
+    struct proc_plan p;
+
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        struct cm_fetch_job j = job("google_health", want[i].type, NULL);
+        char path[128], q[1024];
+        j.has_start = j.has_end = true;
+        j.start_time_us = INT64_C(1795420800) * 1000000;
+        j.end_time_us = j.start_time_us + 300000000;
+        ck_assert_int_eq(proc_fetch_plan(&j, "http://h", 0, &p, &err), CM_OK);
+        ck_assert_int_eq(p.kind, PROC_PLAN_FETCH);
+        snprintf(path, sizeof(path), "/v4/users/me/dataTypes/%s/dataPoints", want[i].type);
+        ck_assert_str_eq(p.reqs[0].path, path);
+        ck_assert_str_eq(p.reqs[0].record_type, want[i].record_type);
+        /* undo the percent-encoding of the query */
+        size_t o = 0;
+        for (const char *c = p.reqs[0].query; *c != '\0' && o + 1 < sizeof(q); c++) {
+            if (*c == '%' && c[1] != '\0' && c[2] != '\0') {
+                char hex[3] = { c[1], c[2], '\0' };
+                q[o++] = (char)strtol(hex, NULL, 16);
+                c += 2;
+            } else {
+                q[o++] = *c;
+            }
+        }
+        q[o] = '\0';
+        ck_assert_str_eq(q + strlen("pageSize=10000&filter="), want[i].filter);
+        ck_assert_int_eq(strncmp(q, "pageSize=10000&filter=", 22), 0);
+    }
+
+    /* DELETE: a data type over an interval, nothing fetched; no interval or an unread type: no */
+    struct cm_fetch_job d = job("google_health", "heart-rate", NULL);
+    d.event_type = (char *)"delete";
+    ck_assert_int_eq(proc_fetch_plan(&d, "http://h", 0, &p, &err), CM_INVALID);
+    ck_assert_str_eq(err.msg, "missing_field: intervals");
+    d.has_start = d.has_end = true;
+    d.start_time_us = d.end_time_us = INT64_C(1795420800) * 1000000;
+    ck_assert_int_eq(proc_fetch_plan(&d, "http://h", 0, &p, &err), CM_OK);
+    ck_assert_int_eq(p.kind, PROC_PLAN_DELETE);
+    d.resource = (char *)"body-fat";
+    ck_assert_int_eq(proc_fetch_plan(&d, "http://h", 0, &p, &err), CM_INVALID);
+    ck_assert_str_eq(err.msg, "unsupported_fetch: body-fat");
+    d.resource = (char *)"heart_rate"; /* the record type's spelling is not a data type */
+    ck_assert_int_eq(proc_fetch_plan(&d, "http://h", 0, &p, &err), CM_INVALID);
+}
+END_TEST
+
+START_TEST(test_google_health_next_page)
+{
+    struct cm_err err = { { 0 } };
+    struct proc_plan p;
+    struct proc_http_req next;
+    bool more = true;
+    struct cm_fetch_job j = job("google_health", "steps", NULL);
+    const char last[] = "{\"dataPoints\":[],\"nextPageToken\":\"\"}";
+    const char none[] = "{\"dataPoints\":[]}";
+    const char page[] = "{\"dataPoints\":[{}],\"nextPageToken\":\"CgA=/x y\"}";
+    char want[2100];
+
+    ck_assert_int_eq(proc_fetch_plan(&j, "http://h", INT64_C(1795420800) * 1000000, &p, &err),
+                     CM_OK);
+    ck_assert_int_eq(proc_fetch_plan_next_page(&p.reqs[0], last, strlen(last), &next, &more,
+                                               &err), CM_OK);
+    ck_assert(!more);
+    more = true;
+    ck_assert_int_eq(proc_fetch_plan_next_page(&p.reqs[0], none, strlen(none), &next, &more,
+                                               &err), CM_OK);
+    ck_assert(!more);
+    ck_assert_int_eq(proc_fetch_plan_next_page(&p.reqs[0], page, strlen(page), &next, &more,
+                                               &err), CM_OK);
+    ck_assert(more);
+    snprintf(want, sizeof(want), "%s&pageToken=CgA%%3D%%2Fx%%20y", p.reqs[0].url);
+    ck_assert_str_eq(next.url, want);
+    snprintf(want, sizeof(want), "%s&pageToken=CgA%%3D%%2Fx%%20y", p.reqs[0].query);
+    ck_assert_str_eq(next.query, want);
+    ck_assert_str_eq(next.path, p.reqs[0].path);
+    ck_assert_str_eq(next.record_type, "google_health.steps");
+    ck_assert_int_eq(proc_fetch_plan_next_page(&p.reqs[0], "[]", 2, &next, &more, &err),
+                     CM_INVALID);
+    const char num[] = "{\"nextPageToken\":5}";
+    ck_assert_int_eq(proc_fetch_plan_next_page(&p.reqs[0], num, strlen(num), &next, &more, &err),
+                     CM_INVALID);
+    ck_assert_str_eq(err.msg, "wrong_type: nextPageToken");
+    /* a token that does not fit the URL is refused, not cut */
+    char big[1200] = "{\"nextPageToken\":\"";
+    memset(big + strlen(big), 'a', sizeof(big) - 3 - strlen(big));
+    big[sizeof(big) - 3] = '"';
+    big[sizeof(big) - 2] = '}';
+    big[sizeof(big) - 1] = '\0';
+    ck_assert_int_eq(proc_fetch_plan_next_page(&p.reqs[0], big, strlen(big), &next, &more, &err),
+                     CM_INVALID);
+    ck_assert_str_eq(err.msg, "out_of_range: nextPageToken");
 }
 END_TEST
 
@@ -235,6 +366,8 @@ int main(void)
     int failed;
 
     tcase_add_test(tc, test_plans);
+    tcase_add_test(tc, test_google_health_plans);
+    tcase_add_test(tc, test_google_health_next_page);
     tcase_add_test(tc, test_rate_hints);
     tcase_add_test(tc, test_backoff);
     tcase_add_test(tc, test_breaker);

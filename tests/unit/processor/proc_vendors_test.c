@@ -173,6 +173,12 @@ static const struct bad_case bad_cases[] = {
     { "google_health", "[{\"data\":{\"healthUserId\":\"g\",\"operation\":\"UPSERT\",\"dataType\":"
                        "\"st eps\"}}]",
       "out_of_range: dataType" },
+    { "google_health", "[{\"data\":{\"healthUserId\":\"g\",\"operation\":\"DELETE\",\"dataType\":"
+                       "\"steps\"}}]",
+      "missing_field: intervals" },
+    { "google_health", "[{\"data\":{\"healthUserId\":\"g\",\"operation\":\"DELETE\",\"dataType\":"
+                       "\"steps\",\"intervals\":[]}}]",
+      "missing_field: intervals" },
     /* withings */
     { "withings", "appli=1&startdate=1", "missing_field: userid" },
     { "withings", "userid=30001", "missing_field: appli" },
@@ -432,7 +438,45 @@ START_TEST(test_google_health_data_points)
           "{\"dataPoints\":[{\"steps\":{\"count\":\"5\",\"interval\":{\"startTime\":"
           "\"2026-11-23T09:00:00Z\",\"endTime\":\"2026-11-23T08:00:00Z\"}}}]}",
           "out_of_range: endTime", 0 },
-        { "google_health.sleep", "{}", "unsupported_record: google_health.sleep", 0 },
+        { "google_health.body_fat", "{}", "unsupported_record: google_health.body_fat", 0 },
+        { "google_health.heart-rate", "{}", "unsupported_record: google_health.heart-rate", 0 },
+        { "google_health.sleep",
+          "{\"dataPoints\":[{\"sleep\":{\"interval\":{\"startTime\":\"2026-11-23T00:00:00Z\","
+          "\"endTime\":\"2026-11-23T06:00:00Z\"}}}]}", NULL, 0 },
+        { "google_health.sleep",
+          "{\"dataPoints\":[{\"sleep\":{\"interval\":{\"startTime\":\"2026-11-23T00:00:00Z\","
+          "\"endTime\":\"2026-11-23T06:00:00Z\"},\"summary\":{\"minutesAsleep\":\"300\","
+          "\"minutesInSleepPeriod\":\"0\",\"stagesSummary\":[{\"type\":\"DEEP\"}]}}}]}",
+          "missing_field: minutes", 0 },
+        { "google_health.sleep",
+          "{\"dataPoints\":[{\"sleep\":{\"interval\":{\"startTime\":\"2026-11-23T00:00:00Z\","
+          "\"endTime\":\"2026-11-23T06:00:00Z\"},\"stages\":[{\"type\":\"REM\",\"startTime\":"
+          "\"2026-11-23T01:00:00Z\",\"endTime\":\"2026-11-23T00:30:00Z\"}]}}]}",
+          "out_of_range: endTime", 0 },
+        { "google_health.exercise",
+          "{\"dataPoints\":[{\"exercise\":{\"interval\":{\"startTime\":"
+          "\"2026-11-23T07:00:00Z\",\"endTime\":\"2026-11-23T07:30:00Z\"},"
+          "\"activeDuration\":\"20 min\"}}]}", "out_of_range: activeDuration", 0 },
+        { "google_health.exercise",
+          "{\"dataPoints\":[{\"exercise\":{\"interval\":{\"startTime\":"
+          "\"2026-11-23T07:00:00Z\",\"endTime\":\"2026-11-23T07:30:00Z\"},"
+          "\"activeDuration\":\"1200.5s\"}}]}", NULL, 1 },
+        { "google_health.daily_resting_heart_rate",
+          "{\"dataPoints\":[{\"dailyRestingHeartRate\":{\"beatsPerMinute\":\"58\"}}]}",
+          "missing_field: date", 0 },
+        { "google_health.daily_resting_heart_rate",
+          "{\"dataPoints\":[{\"dailyRestingHeartRate\":{\"beatsPerMinute\":\"58\",\"date\":"
+          "{\"year\":2026,\"month\":2,\"day\":30}}}]}", "out_of_range: date", 0 },
+        { "google_health.daily_resting_heart_rate",
+          "{\"dataPoints\":[{\"dailyRestingHeartRate\":{\"date\":"
+          "{\"year\":2026,\"month\":2,\"day\":3}}}]}", "missing_field: beatsPerMinute", 0 },
+        { "google_health.heart_rate_variability",
+          "{\"dataPoints\":[{\"heartRateVariability\":{\"sampleTime\":"
+          "{\"physicalTime\":\"2026-11-23T08:00:00Z\"}}}]}", NULL, 0 },
+        { "google_health.respiratory_rate_sleep_summary",
+          "{\"dataPoints\":[{\"respiratoryRateSleepSummary\":{\"sampleTime\":"
+          "{\"physicalTime\":\"2026-11-23T08:00:00Z\"},\"fullSleepStats\":{}}}]}",
+          "missing_field: breathsPerMinute", 0 },
     };
     struct proc_out out;
     struct cm_err err;
