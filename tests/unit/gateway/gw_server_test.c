@@ -4,11 +4,13 @@
  * (401/404/405/413/415), the in-flight cap (503 + Retry-After), a broker that is down (503 after
  * DELIVERY_TIMEOUT_MS), handshakes over HTTP, the ops routes and a graceful shutdown. */
 #include <check.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <librdkafka/rdkafka.h>
@@ -525,6 +527,54 @@ START_TEST(test_broker_down_503_after_timeout)
 }
 END_TEST
 
+/* With a spool, a broker that is down costs nothing: the webhook is answered 200 from the
+ * spool's fsync, and the replayer hands the record to Kafka once the broker is back. */
+START_TEST(test_broker_down_spooled_then_replayed)
+{
+    const char *body = "{\"user_id\":5,\"id\":\"spooled\"}";
+    char spool[] = "/tmp/gw_server_spool.XXXXXX";
+    const char *hdrs[5];
+    char sig[128], ts[64];
+    struct resp r;
+    struct cm_raw_webhook rec;
+    char key[64];
+    DIR *d;
+    struct dirent *e;
+    char path[512];
+
+    ck_assert_ptr_nonnull(mkdtemp(spool));
+    cfg.spool_dir = spool;
+    cfg.spool_max_bytes = (size_t)1 << 20;
+    cfg.delivery_timeout_ms = 2500;
+    start_server();
+    rd_kafka_mock_broker_set_down(mock(), 1);
+    whoop_headers(body, 0, sig, ts, hdrs);
+    ck_assert_int_eq(http("POST", "/webhooks/whoop", hdrs, body, &r), 200);
+    /* Still ready: the spool accepts while no broker is up. */
+    ck_assert_int_eq(http("GET", "/readyz", NULL, NULL, &r), 200);
+    ck_assert_int_eq(http("GET", "/metrics", NULL, NULL, &r), 200);
+    rd_kafka_mock_broker_set_up(mock(), 1);
+    ck_assert(consume_one(&rec, key, sizeof(key)));
+    ck_assert_str_eq(key, "whoop");
+    ck_assert_uint_eq(rec.body_len, strlen(body));
+    ck_assert_int_eq(memcmp(rec.body, body, rec.body_len), 0);
+    cm_raw_webhook_fini(&rec);
+    gw_server_free(srv);
+    srv = NULL;
+    d = opendir(spool);
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.') {
+            snprintf(path, sizeof(path), "%s/%s", spool, e->d_name);
+            unlink(path);
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    rmdir(spool);
+}
+END_TEST
+
 /* ---- handshakes and ops routes over HTTP ---- */
 START_TEST(test_handshakes_over_http)
 {
@@ -698,6 +748,7 @@ static Suite *gw_server_suite(void)
     tcase_add_test(errors, test_chunked_body_over_limit);
     tcase_add_test(pressure, test_in_flight_cap);
     tcase_add_test(pressure, test_broker_down_503_after_timeout);
+    tcase_add_test(pressure, test_broker_down_spooled_then_replayed);
     tcase_add_test(misc, test_handshakes_over_http);
     tcase_add_test(misc, test_ops_routes);
     tcase_add_test(misc, test_shutdown_answers_in_flight);
