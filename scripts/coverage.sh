@@ -80,6 +80,30 @@ check_sanitizers() {
     say "sanitizers: no reports from the unit suite or the stack's binaries"
 }
 
+# Lines and branches per top-level directory, from the Cobertura report.
+per_directory() {
+    "$PYTHON" - "$REPORT_DIR/coverage.xml" <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+
+dirs = {}
+for cls in ET.parse(sys.argv[1]).iter("class"):
+    top = cls.get("filename").split("/")[0]
+    d = dirs.setdefault(top, [0, 0, 0, 0])
+    for line in cls.iter("line"):
+        d[0] += 1
+        d[1] += int(line.get("hits")) > 0
+        cond = line.get("condition-coverage")
+        if cond:
+            done, total = cond.split("(")[1].rstrip(")").split("/")
+            d[2] += int(total)
+            d[3] += int(done)
+for top, (lines, hit, br, brhit) in sorted(dirs.items()):
+    print("  %-10s lines %5.1f%% (%d/%d)  branches %5.1f%% (%d/%d)"
+          % (top + "/", 100.0 * hit / lines, hit, lines, 100.0 * brhit / max(br, 1), brhit, br))
+PY
+}
+
 report() {
     local gate=()
     mkdir -p "$REPORT_DIR"
@@ -91,8 +115,10 @@ report() {
         --txt "$REPORT_DIR/coverage.txt" --xml-pretty --xml "$REPORT_DIR/coverage.xml" \
         --html-details "$REPORT_DIR/index.html" --print-summary "${gate[@]}") || {
         say "coverage: lines under COVERAGE_MIN_LINES=$COVERAGE_MIN_LINES % (report: $REPORT_DIR/coverage.txt)"
+        per_directory
         return 1
     }
+    per_directory
     say "coverage: report in $REPORT_DIR (coverage.txt, coverage.xml, index.html); gate: lines >= $COVERAGE_MIN_LINES %$( ((COVERAGE_GATE == 1)) || printf ' (not enforced here)')"
 }
 

@@ -121,6 +121,24 @@ def test_failures_exit_1(stack, env_values, tmp_path):
     assert res.returncode == 1, res.stderr
 
 
+def test_kafka_errors_exit_1(stack, env_values):
+    # A KAFKA_* variable librdkafka does not know is named, its value is not echoed.
+    res = admin(env_values, "dlq", "list", env={"KAFKA_NO_SUCH_PROPERTY": "s3cr3t"})
+    assert res.returncode == 1, res.stderr
+    assert "KAFKA_NO_SUCH_PROPERTY is not a valid librdkafka property" in res.stderr
+    assert "s3cr3t" not in res.stderr
+    # No broker: the DLQ's metadata never comes (after the command's 15 s timeout).
+    res = admin(env_values, "dlq", "list", env={"KAFKA_BROKERS": "127.0.0.1:1"})
+    assert res.returncode == 1 and "metadata unavailable" in res.stderr, res.stderr
+
+
+def test_topics_create_warns_about_fewer_partitions(stack, env_values):
+    res = admin(env_values, "topics", "create", "--partitions", "64")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("exists  biometric.") == 5, res.stdout
+    assert "fewer than the 64 asked for; partitions are never added automatically" in res.stderr
+
+
 def test_connection_with_tokens_listed_rotated_revoked(stack, env_values, tmp_path):
     access, refresh = tmp_path / "access", tmp_path / "refresh"
     access.write_text("at-" + uuid.uuid4().hex + "\n")

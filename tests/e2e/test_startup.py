@@ -5,8 +5,10 @@ variable and never echoes its value, and a gateway that cannot bind its port exi
 
 import os
 import subprocess
+import uuid
 
 import pytest
+import requests
 
 import e2elib
 
@@ -68,3 +70,27 @@ def test_gateway_port_in_use_exits_1(stack, env_values, tmp_path):
     res = run("gateway", env_values, env={"HTTP_PORT": "8080", "SPOOL_DIR": str(tmp_path)})
     assert res.returncode == 1, res.stderr
     assert "gateway.start_failed" in res.stderr
+
+
+@pytest.mark.parametrize("name,env", [
+    ("processor", {"HTTP_PORT": "9101", "FETCHER_ENABLED": "false",
+                   "PROCESSOR_GROUP_ID": "startup-test", "KAFKA_TRANSACTIONAL_ID": "startup-test"}),
+    ("persister", {"HTTP_PORT": "9102", "PERSISTER_GROUP_ID": "startup-test"}),
+])
+def test_ops_port_in_use_exits_1(stack, env_values, name, env):
+    # The stack's own instance holds the port; a second one (its own group and transactional
+    # id, so the stack's instance is not disturbed) gives up with exit 1.
+    env = {k: (v + "-" + uuid.uuid4().hex[:8] if k != "HTTP_PORT" and v != "false" else v)
+           for k, v in env.items()}
+    res = run(name, env_values, env=env)
+    assert res.returncode == 1, res.stderr
+    assert "start_failed" in res.stderr or "httpd.failed" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("port", [9101, 9102])
+def test_ops_routes_answer_methods_and_unknown_paths(stack, port):
+    base = "http://127.0.0.1:%d" % port
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert requests.post(base + path, data=b"x" * 100, timeout=5).status_code == 405
+        assert requests.head(base + path, timeout=5).status_code == 200
+    assert requests.get(base + "/nope", timeout=5).status_code == 404
