@@ -3,6 +3,7 @@
 #   make test       the whole suite: unit tests (ctest) and end-to-end tests against the real stack
 #   make up / down  start / stop the stack in the background (status, reset: see scripts/stack.sh)
 #   make test-ops   operations checks: promtool on live /metrics, dashboard, alert rules, k8s/
+#   make coverage   unit + e2e suites on the gcov + ASan/UBSan build; gcovr report, 93 % line gate
 # BUILD_DIR picks another build tree for the dev preset; JOBS the parallelism (2 cores here).
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
