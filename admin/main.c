@@ -393,7 +393,13 @@ static int parse_conn_args(int argc, char **argv, const char *what, const char *
             return -1;
         }
         if (strchr(allowed, c) == NULL) {
-            return usage_error("%s: option '%s' does not apply", what, argv[optind - 1]);
+            /* argv[optind - 1] would be the value of "--opt value": name the option itself. */
+            const struct option *o = opts;
+
+            while (o->name != NULL && o->val != c) {
+                o++;
+            }
+            return usage_error("%s: option '--%s' does not apply", what, o->name);
         }
         if (c == 'v') {
             a->vendor = optarg;

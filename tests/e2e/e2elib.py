@@ -290,17 +290,23 @@ def new_suffix():
 
 # ---------------------------------------------------------------- admin
 
-def admin_binary():
-    """AUREN_ADMIN, else auren-admin in $BUILD_DIR (default build/), at its root or in admin/."""
-    if os.environ.get("AUREN_ADMIN"):
-        return os.environ["AUREN_ADMIN"]
+def build_binary(name):
+    """auren-NAME in $BUILD_DIR (default build/), at its root or in NAME/."""
     build = os.environ.get("BUILD_DIR", "build")
     if not os.path.isabs(build):
         build = os.path.join(REPO_ROOT, build)
-    for cand in (os.path.join(build, "auren-admin"), os.path.join(build, "admin", "auren-admin")):
+    exe = "auren-" + name
+    for cand in (os.path.join(build, exe), os.path.join(build, name, exe)):
         if os.access(cand, os.X_OK):
             return cand
-    return os.path.join(build, "auren-admin")
+    return os.path.join(build, exe)
+
+
+def admin_binary():
+    """AUREN_ADMIN, else auren-admin in $BUILD_DIR (see build_binary)."""
+    if os.environ.get("AUREN_ADMIN"):
+        return os.environ["AUREN_ADMIN"]
+    return build_binary("admin")
 
 
 def admin_add_connection(vendor, vendor_user_id, user_id, env_values):

@@ -4,11 +4,13 @@
  * (401/404/405/413/415), the in-flight cap (503 + Retry-After), a broker that is down (503 after
  * DELIVERY_TIMEOUT_MS), handshakes over HTTP, the ops routes and a graceful shutdown. */
 #include <check.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <librdkafka/rdkafka.h>
@@ -16,7 +18,9 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "cm/buf.h"
 #include "cm/kafka.h"
+#include "cm/metrics.h"
 #include "cm/log.h"
 #include "cm/records.h"
 #include "gw_cfg.h"
@@ -525,6 +529,75 @@ START_TEST(test_broker_down_503_after_timeout)
 }
 END_TEST
 
+/* The gateway's own gauge (this process is the gateway): no broker in state UP. */
+static bool no_broker_up(void)
+{
+    struct cm_buf b;
+    bool down;
+
+    cm_buf_init(&b, 0);
+    cm_metrics_render(&b);
+    ck_assert_int_eq(cm_buf_append(&b, "", 1), CM_OK);
+    down = strstr((const char *)b.data, "\nauren_gateway_kafka_brokers_up 0\n") != NULL;
+    cm_buf_fini(&b);
+    return down;
+}
+
+/* With a spool, a broker that is down costs nothing: the webhook is answered 200 from the
+ * spool's fsync, and the replayer hands the record to Kafka once the broker is back. */
+START_TEST(test_broker_down_spooled_then_replayed)
+{
+    const char *body = "{\"user_id\":5,\"id\":\"spooled\"}";
+    char spool[] = "/tmp/gw_server_spool.XXXXXX";
+    const char *hdrs[5];
+    char sig[128], ts[64];
+    struct resp r;
+    struct cm_raw_webhook rec;
+    char key[64];
+    DIR *d;
+    struct dirent *e;
+    char path[512];
+    int64_t until;
+
+    ck_assert_ptr_nonnull(mkdtemp(spool));
+    cfg.spool_dir = spool;
+    cfg.spool_max_bytes = (size_t)1 << 20;
+    cfg.delivery_timeout_ms = 2500;
+    start_server();
+    rd_kafka_mock_broker_set_down(mock(), 1);
+    /* Once the statistics show no broker up, the spool takes records without trying Kafka
+     * (waiting for that keeps a loaded machine's slow delivery timeout out of the test). */
+    until = now_ms() + 15000;
+    while (!no_broker_up() && now_ms() < until) {
+        sleep_ms(200);
+    }
+    ck_assert(no_broker_up());
+    whoop_headers(body, 0, sig, ts, hdrs);
+    ck_assert_int_eq(http("POST", "/webhooks/whoop", hdrs, body, &r), 200);
+    /* Still ready: the spool accepts while no broker is up. */
+    ck_assert_int_eq(http("GET", "/readyz", NULL, NULL, &r), 200);
+    rd_kafka_mock_broker_set_up(mock(), 1);
+    ck_assert(consume_one(&rec, key, sizeof(key)));
+    ck_assert_str_eq(key, "whoop");
+    ck_assert_uint_eq(rec.body_len, strlen(body));
+    ck_assert_int_eq(memcmp(rec.body, body, rec.body_len), 0);
+    cm_raw_webhook_fini(&rec);
+    gw_server_free(srv);
+    srv = NULL;
+    d = opendir(spool);
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.') {
+            snprintf(path, sizeof(path), "%s/%s", spool, e->d_name);
+            unlink(path);
+        }
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+    rmdir(spool);
+}
+END_TEST
+
 /* ---- handshakes and ops routes over HTTP ---- */
 START_TEST(test_handshakes_over_http)
 {
@@ -698,6 +771,7 @@ static Suite *gw_server_suite(void)
     tcase_add_test(errors, test_chunked_body_over_limit);
     tcase_add_test(pressure, test_in_flight_cap);
     tcase_add_test(pressure, test_broker_down_503_after_timeout);
+    tcase_add_test(pressure, test_broker_down_spooled_then_replayed);
     tcase_add_test(misc, test_handshakes_over_http);
     tcase_add_test(misc, test_ops_routes);
     tcase_add_test(misc, test_shutdown_answers_in_flight);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cm/kafka.h"
 #include "cm/log.h"
@@ -343,6 +344,43 @@ START_TEST(test_loop_rewinds_on_failed_delivery)
 }
 END_TEST
 
+/* PostgreSQL unreachable (the test config points at port 1): a notification whose connection
+ * cannot be resolved is neither dead-lettered nor committed; the transaction is aborted, the
+ * batch rewound and retried with backoff until the loop is stopped. */
+START_TEST(test_loop_retries_while_postgres_is_down)
+{
+    static const char body[] =
+        "{\"user_id\":456,\"id\":\"a\",\"type\":\"sleep.updated\",\"trace_id\":\"t\"}";
+    struct run_arg arg = { .rc = CM_FATAL };
+    struct cm_dead_letter dl[1];
+    struct cm_buf raw;
+    struct cm_err err;
+    pthread_t th;
+    int64_t until;
+
+    double commits_before = metric_value(TXN_COMMITS);
+    double aborts_before = metric_value(TXN_ABORTS);
+
+    encode_raw("whoop", body, &raw);
+    produce_raw("whoop", raw.data, raw.len);
+    arg.loop = proc_loop_new(&cfg, &err);
+    ck_assert_msg(arg.loop != NULL, "proc_loop_new: %s", err.msg);
+    ck_assert_int_eq(pthread_create(&th, NULL, run_loop, &arg), 0);
+    until = cm_mono_us() + 30 * 1000000LL;
+    while (metric_value(TXN_ABORTS) < aborts_before + 2 && cm_mono_us() < until) {
+        usleep(100 * 1000);
+    }
+    ck_assert_double_ge(metric_value(TXN_ABORTS), aborts_before + 2); /* retried, not dropped */
+    stop_flag = 1;
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(arg.rc, CM_OK);
+    ck_assert_double_eq(metric_value(TXN_COMMITS), commits_before);
+    ck_assert_uint_eq(read_dlq(dl, 1), 0);
+    proc_loop_free(arg.loop);
+    cm_buf_fini(&raw);
+}
+END_TEST
+
 static Suite *proc_loop_suite(void)
 {
     Suite *s = suite_create("proc_loop");
@@ -359,6 +397,7 @@ static Suite *proc_loop_suite(void)
     tcase_set_timeout(mock, 90);
     tcase_add_test(mock, test_loop_dead_letters_and_commits);
     tcase_add_test(mock, test_loop_rewinds_on_failed_delivery);
+    tcase_add_test(mock, test_loop_retries_while_postgres_is_down);
     suite_add_tcase(s, mock);
     return s;
 }
