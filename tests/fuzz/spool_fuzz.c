@@ -132,14 +132,15 @@ static uint8_t *read_segments(size_t *len)
         char path[512];
         size_t flen, valid;
         uint64_t recs;
-        uint8_t *buf;
+        uint8_t *buf, *grown;
 
         path_of(names[i]->d_name, path, sizeof(path));
         buf = read_file(path, &flen);
         valid = gw_spool_valid_prefix(buf, flen, &recs);
         FUZZ_CHECK(valid == flen && recs > 0, "a segment on disk is not whole records");
-        all = realloc(all, *len + flen + 1);
-        FUZZ_CHECK(all != NULL, "out of memory");
+        grown = realloc(all, *len + flen + 1);
+        FUZZ_CHECK(grown != NULL, "out of memory");
+        all = grown;
         memcpy(all + *len, buf, flen);
         *len += flen;
         free(buf);
