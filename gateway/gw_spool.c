@@ -161,10 +161,7 @@ static void publish_stats(struct gw_spool *sp)
     cm_metric_set(gw_metrics.spool_records, (double)sp->records);
 }
 
-/* One record at `p` (at most `avail` bytes). Returns its total size, or 0 when it is not a
- * complete, intact record (a torn tail). */
-static size_t record_at(const uint8_t *p, size_t avail, const char **key, size_t *keylen,
-                        const uint8_t **value, size_t *len)
+size_t gw_spool_record_at(const uint8_t *p, size_t avail, struct gw_spool_record *out)
 {
     uint32_t plen;
     uint16_t kl;
@@ -183,11 +180,39 @@ static size_t record_at(const uint8_t *p, size_t avail, const char **key, size_t
     if ((size_t)kl + 2 > plen) {
         return 0;
     }
-    *key = (const char *)p + HEADER_BYTES + 2;
-    *keylen = kl;
-    *value = p + HEADER_BYTES + 2 + kl;
-    *len = plen - 2 - kl;
+    out->key = (const char *)p + HEADER_BYTES + 2;
+    out->keylen = kl;
+    out->value = p + HEADER_BYTES + 2 + kl;
+    out->len = plen - 2 - kl;
     return HEADER_BYTES + (size_t)plen;
+}
+
+size_t gw_spool_valid_prefix(const uint8_t *buf, size_t len, uint64_t *records)
+{
+    struct gw_spool_record r;
+    size_t off = 0, n;
+
+    *records = 0;
+    while ((n = gw_spool_record_at(buf + off, len - off, &r)) > 0) {
+        off += n;
+        (*records)++;
+    }
+    return off;
+}
+
+void gw_spool_encode(uint8_t *out, const char *key, size_t keylen, const void *value, size_t len)
+{
+    size_t plen = 2 + keylen + len;
+
+    put32(out, MAGIC);
+    put32(out + 4, (uint32_t)plen);
+    out[HEADER_BYTES] = (uint8_t)keylen;
+    out[HEADER_BYTES + 1] = (uint8_t)(keylen >> 8);
+    memcpy(out + HEADER_BYTES + 2, key, keylen);
+    if (len > 0) {
+        memcpy(out + HEADER_BYTES + 2 + keylen, value, len);
+    }
+    put32(out + 8, gw_spool_crc32(gw_spool_crc32(0, out + 4, 4), out + HEADER_BYTES, plen));
 }
 
 /* Read the first `limit` bytes of a segment (all of it when limit is 0). */
@@ -259,17 +284,7 @@ static void recover_segment(struct gw_spool *sp, uint64_t seq)
         cm_log_warn("spool.segment_unreadable", "segment=%" PRIu64, seq);
         return;
     }
-    for (;;) {
-        const char *key;
-        const uint8_t *value;
-        size_t keylen, vlen;
-        size_t n = record_at(buf + off, len - off, &key, &keylen, &value, &vlen);
-        if (n == 0) {
-            break;
-        }
-        off += n;
-        s.records++;
-    }
+    off = gw_spool_valid_prefix(buf, len, &s.records);
     s.bytes = off;
     if (off < len) {
         int fd = openat(sp->dirfd, name, O_WRONLY | O_CLOEXEC);
@@ -589,16 +604,7 @@ enum cm_rc gw_spool_append(struct gw_spool *sp, const char *key, const void *val
     p->len = total;
     p->done = done;
     p->opaque = opaque;
-    put32(p->rec, MAGIC);
-    put32(p->rec + 4, (uint32_t)plen);
-    p->rec[HEADER_BYTES] = (uint8_t)keylen;
-    p->rec[HEADER_BYTES + 1] = (uint8_t)(keylen >> 8);
-    memcpy(p->rec + HEADER_BYTES + 2, key, keylen);
-    if (len > 0) {
-        memcpy(p->rec + HEADER_BYTES + 2 + keylen, value, len);
-    }
-    put32(p->rec + 8, gw_spool_crc32(gw_spool_crc32(0, p->rec + 4, 4), p->rec + HEADER_BYTES,
-                                     plen));
+    gw_spool_encode(p->rec, key, keylen, value, len);
 
     pthread_mutex_lock(&sp->lock);
     if (sp->tail != NULL) {
@@ -701,10 +707,8 @@ static bool produce_segment(struct gw_spool *sp, const uint8_t *buf, size_t len,
 
     *sent = 0;
     while (off < len) {
-        const char *key;
-        const uint8_t *value;
-        size_t keylen, vlen;
-        size_t n = record_at(buf + off, len - off, &key, &keylen, &value, &vlen);
+        struct gw_spool_record r;
+        size_t n = gw_spool_record_at(buf + off, len - off, &r);
         enum cm_rc rc;
 
         if (n == 0) {
@@ -714,7 +718,7 @@ static bool produce_segment(struct gw_spool *sp, const uint8_t *buf, size_t len,
         pthread_mutex_lock(&sp->rlock);
         sp->r_outstanding++;
         pthread_mutex_unlock(&sp->rlock);
-        while ((rc = sp->produce(sp->arg, key, keylen, value, vlen)) == CM_RETRY &&
+        while ((rc = sp->produce(sp->arg, r.key, r.keylen, r.value, r.len)) == CM_RETRY &&
                !atomic_load(&sp->replay_stop)) {
             sleep_ms(20);
         }

@@ -68,6 +68,26 @@ void gw_spool_sync(struct gw_spool *sp, int timeout_ms);
 
 void gw_spool_close(struct gw_spool *sp);
 
+/* One record as the reader sees it: pointers into the segment bytes it was read from. */
+struct gw_spool_record {
+    const char *key;
+    size_t keylen;
+    const uint8_t *value;
+    size_t len;
+};
+
+/* The reader (recovery and the replayer both use it), on a segment's bytes: the record at the
+ * start of p[0..avail) into *out, returning its total size; 0 when those bytes are not a
+ * complete record whose checksum holds (a torn tail). Never reads past p + avail. */
+size_t gw_spool_record_at(const uint8_t *p, size_t avail, struct gw_spool_record *out);
+/* The length of the run of intact records at the start of buf[0..len) (what recovery keeps; the
+ * rest is a torn tail) and their count in *records. */
+size_t gw_spool_valid_prefix(const uint8_t *buf, size_t len, uint64_t *records);
+/* The writer's encoding of one record into out[0 .. GW_SPOOL_RECORD_OVERHEAD + keylen + len);
+ * the caller ensures keylen <= UINT16_MAX and 2 + keylen + len <= UINT32_MAX. */
+void gw_spool_encode(uint8_t *out, const char *key, size_t keylen, const void *value,
+                     size_t len);
+
 /* CRC-32 (IEEE 802.3, as zlib's crc32) continuing from `crc` (0 to start). */
 uint32_t gw_spool_crc32(uint32_t crc, const void *data, size_t len);
 

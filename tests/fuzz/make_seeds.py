@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Writes the seed inputs of every fuzz target into OUT/<target>/ (default build-fuzz/seeds):
 the request bodies of tests/fixtures, signed and unsigned header blocks per vendor, routes and
-handshakes, configuration lines, and Avro single-object values built from the schemas/ files.
+handshakes, configuration lines, Avro single-object values built from the schemas/ files, and
+spool segment files (intact, torn, corrupt) in the format of gateway/gw_spool.h.
 tests/fuzz/run.sh merges them (libFuzzer -merge=1) into tests/fuzz/corpus/<target>/.
 Usage: make_seeds.py [OUT]"""
 import datetime
@@ -9,6 +10,7 @@ import io
 import os
 import struct
 import sys
+import zlib
 
 import avro.io
 import avro.schema
@@ -166,6 +168,42 @@ def avro_seeds(out):
             "attempts": 1}))
 
 
+def spool_record(key, value):
+    """One record as gw_spool_encode writes it: "ASP1" | u32 length | u32 CRC-32 (of the length
+    field and the payload) | payload = u16 key length, key, value."""
+    payload = struct.pack("<H", len(key)) + key + value
+    length = struct.pack("<I", len(payload))
+    return b"ASP1" + length + struct.pack("<I", zlib.crc32(payload, zlib.crc32(length))) + payload
+
+
+def spool_seeds(out):
+    t = datetime.datetime.fromtimestamp(1790000000, tz=datetime.timezone.utc)
+    raw = single_object("raw_webhook.v1.avsc", {
+        "event_id": "0" * 32, "vendor": "oura", "kind": "webhook", "received_at": t,
+        "method": "POST", "path": "/webhooks/oura", "query": None,
+        "content_type": "application/json", "headers": [], "body": b"{}",
+        "vendor_user_id": None, "record_type": None})
+    values = [raw] + all_bodies()[:3] + [b""]
+    recs = [spool_record(b"oura:%d" % i, v) for i, v in enumerate(values)]
+    seg = b"".join(recs)
+    write(out, "spool", "empty", b"")
+    write(out, "spool", "one", recs[0])
+    write(out, "spool", "segment", seg)
+    write(out, "spool", "empty_key", spool_record(b"", b"v") + spool_record(b"k", b""))
+    for cut in (1, 11, 12, 13, len(recs[-2]) // 2, len(recs[-2]) - 1):
+        write(out, "spool", "torn_%d" % cut, seg[:len(seg) - len(recs[-1]) - cut])
+    write(out, "spool", "garbage_tail", seg + b"\x00" * 7 + b"ASP1")
+    bad_crc = bytearray(seg)
+    bad_crc[len(recs[0]) + 8] ^= 0x01
+    write(out, "spool", "bad_crc", bytes(bad_crc))
+    bad_key = bytearray(spool_record(b"k", b"value"))
+    bad_key[12] = 0xFF
+    write(out, "spool", "key_past_payload", recs[0] + bytes(bad_key))
+    huge = bytearray(recs[0])
+    huge[4:8] = struct.pack("<I", 0xFFFFFFFF)
+    write(out, "spool", "huge_length", bytes(huge))
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build-fuzz", "seeds")
     norm_seeds(out)
@@ -173,6 +211,7 @@ def main():
     route_seeds(out)
     cfg_seeds(out)
     avro_seeds(out)
+    spool_seeds(out)
 
 
 if __name__ == "__main__":

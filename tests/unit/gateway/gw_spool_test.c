@@ -128,6 +128,33 @@ START_TEST(test_crc32_reference_value)
 }
 END_TEST
 
+/* The reader on bytes (what recovery and the replayer use): records come back as encoded, and
+ * the valid prefix stops at the first record that is cut short or whose checksum fails. */
+START_TEST(test_reader_on_bytes)
+{
+    uint8_t seg[3 * 32];
+    struct gw_spool_record r;
+    uint64_t records;
+    size_t a = GW_SPOOL_RECORD_OVERHEAD + 5 + 3, b = GW_SPOOL_RECORD_OVERHEAD + 0 + 0;
+
+    gw_spool_encode(seg, "terra", 5, "abc", 3);
+    gw_spool_encode(seg + a, "", 0, NULL, 0);
+    ck_assert_uint_eq(gw_spool_record_at(seg, a + b, &r), a);
+    ck_assert_uint_eq(r.keylen, 5);
+    ck_assert_int_eq(memcmp(r.key, "terra", 5), 0);
+    ck_assert_uint_eq(r.len, 3);
+    ck_assert_int_eq(memcmp(r.value, "abc", 3), 0);
+    ck_assert_uint_eq(gw_spool_valid_prefix(seg, a + b, &records), a + b);
+    ck_assert_uint_eq(records, 2);
+    ck_assert_uint_eq(gw_spool_valid_prefix(seg, a + b - 1, &records), a); /* torn */
+    ck_assert_uint_eq(records, 1);
+    ck_assert_uint_eq(gw_spool_record_at(seg, a - 1, &r), 0);
+    seg[a - 1] ^= 0x01; /* a flipped value byte fails the checksum */
+    ck_assert_uint_eq(gw_spool_valid_prefix(seg, a + b, &records), 0);
+    ck_assert_uint_eq(records, 0);
+}
+END_TEST
+
 START_TEST(test_appends_survive_reopen)
 {
     struct cm_err err = {{0}};
@@ -387,6 +414,7 @@ static Suite *gw_spool_suite(void)
     tcase_set_timeout(replay, 60);
     tcase_set_timeout(disk, 60);
     tcase_add_test(disk, test_crc32_reference_value);
+    tcase_add_test(disk, test_reader_on_bytes);
     tcase_add_test(disk, test_appends_survive_reopen);
     tcase_add_test(disk, test_torn_tail_is_cut_and_counted);
     tcase_add_test(disk, test_full_spool_refuses_never_evicts);
