@@ -1,8 +1,10 @@
 /* Redis time-series writer. Each batch is one pipeline: per event an EVALSHA of UPSERT_SCRIPT
  * (loaded when the connection is made) that drops the members of that event id at that score and
- * then ZADDs unless it is a tombstone; then one ZREMRANGEBYRANK + EXPIRE per distinct key. Replies
- * are read once, after everything is appended. A lost connection turns the rest of the batch into
- * skipped writes and schedules a reconnect with exponential backoff (RECONNECT_MIN_US ..
+ * then ZADDs unless it is a tombstone; then one ZREMRANGEBYRANK + EXPIRE per distinct key. The
+ * pipeline is written out by proc_redis_flush() and its replies are read later by
+ * proc_redis_wait() (at the latest by the next flush), so the caller works on its next batch
+ * while Redis executes this one. A lost connection turns the rest of the batch into skipped
+ * writes and schedules a reconnect with exponential backoff (RECONNECT_MIN_US ..
  * RECONNECT_MAX_US); Kafka stays the source of truth, so the cache only lags until the next write
  * or the key's TTL. Keys and members hold user ids and values: they are never logged. */
 #include <errno.h>
@@ -20,13 +22,30 @@
 #define RECONNECT_MAX_US (30 * 1000000LL)
 #define KEY_MAX 224
 
-/* KEYS[1] series; ARGV[1] score; ARGV[2] "<event_id>|"; ARGV[3] new member or "" (tombstone). */
+/* KEYS[1] series; ARGV[1] score; ARGV[2] "<event_id>|"; ARGV[3] new member or "" (tombstone).
+ * Members of one score are ordered by their bytes, so those starting with "<event_id>|" sit right
+ * after the probe member "<event_id>|" itself: the script finds them by rank in O(log N) each
+ * instead of reading every member at the score (a series can hold thousands of members at one
+ * score). The probe never outlives the script (scripts are atomic). A replay whose member is
+ * already there changes nothing. The event id fixes the start time, so the score check is a
+ * guard, not a case. */
 static const char UPSERT_SCRIPT[] =
-    "local p = ARGV[2]\n"
-    "for _, v in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])) do\n"
-    "  if v ~= ARGV[3] and string.sub(v, 1, #p) == p then redis.call('ZREM', KEYS[1], v) end\n"
+    "local k, s, p, m = KEYS[1], ARGV[1], ARGV[2], ARGV[3]\n"
+    "if m ~= '' then\n"
+    "  local cur = redis.call('ZSCORE', k, m)\n"
+    "  if cur and tonumber(cur) == tonumber(s) then return 0 end\n"
     "end\n"
-    "if ARGV[3] ~= '' then redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3]) end\n"
+    "redis.call('ZADD', k, s, p)\n"
+    "local r = redis.call('ZRANK', k, p)\n"
+    "while true do\n"
+    "  local nx = redis.call('ZRANGE', k, r + 1, r + 1, 'WITHSCORES')\n"
+    "  if #nx == 0 or tonumber(nx[2]) ~= tonumber(s) or string.sub(nx[1], 1, #p) ~= p then\n"
+    "    break\n"
+    "  end\n"
+    "  redis.call('ZREM', k, nx[1])\n"
+    "end\n"
+    "redis.call('ZREM', k, p)\n"
+    "if m ~= '' then redis.call('ZADD', k, s, m) end\n"
     "return 0\n";
 
 struct redis_op {
@@ -50,6 +69,8 @@ struct proc_redis {
     bool was_down;             /* log the down/up transitions once */
     struct redis_op *ops;
     size_t n_ops, cap_ops;
+    size_t wait_cmds;          /* replies of the pipeline in flight, to read */
+    size_t wait_ops;           /* of which event writes (the first wait_ops commands) */
 };
 
 static int hex_val(char ch)
@@ -248,6 +269,7 @@ void proc_redis_free(struct proc_redis *r)
     if (r == NULL) {
         return;
     }
+    proc_redis_wait(r); /* the writes in flight land before the connection closes */
     if (r->c != NULL) {
         redisFree(r->c);
     }
@@ -404,13 +426,69 @@ static bool append(struct proc_redis *r, int argc, const char **argv)
     return redisAppendCommandArgv(r->c, argc, argv, NULL) == REDIS_OK;
 }
 
+size_t proc_redis_wait(struct proc_redis *r)
+{
+    size_t applied = 0, n_cmds = r->wait_cmds, n_ops = r->wait_ops;
+    bool noscript = false;
+
+    r->wait_cmds = 0;
+    r->wait_ops = 0;
+    if (n_cmds == 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < n_cmds; i++) {
+        void *reply = NULL;
+
+        if (r->c == NULL || redisGetReply(r->c, &reply) != REDIS_OK) {
+            drop_connection(r, "reply");
+            applied = 0; /* unknown how much landed: count the batch as skipped */
+            goto out;
+        }
+        if (((redisReply *)reply)->type == REDIS_REPLY_ERROR) {
+            count_error(r);
+            /* NOSCRIPT after a SCRIPT FLUSH: reconnecting loads the script again */
+            noscript = noscript || strncmp(((redisReply *)reply)->str, "NOSCRIPT", 8) == 0;
+        } else if (i < n_ops) {
+            applied++;
+        }
+        freeReplyObject(reply);
+    }
+    if (noscript) {
+        drop_connection(r, "noscript");
+    }
+out:
+    if (applied < n_ops && r->skipped != NULL) {
+        cm_metric_add(r->skipped, (double)(n_ops - applied));
+    }
+    return applied;
+}
+
+size_t proc_redis_in_flight(const struct proc_redis *r)
+{
+    return r->wait_ops;
+}
+
+/* Write hiredis' output buffer to the socket (blocking); false when the link broke. */
+static bool write_out(struct proc_redis *r)
+{
+    int done = 0;
+
+    while (done == 0) {
+        if (redisBufferWrite(r->c, &done) != REDIS_OK) {
+            return false;
+        }
+    }
+    return true;
+}
+
 size_t proc_redis_flush(struct proc_redis *r)
 {
     struct redis_op **sorted = NULL;
-    size_t n_cmds = 0, applied = 0, n_ops = r->n_ops;
+    size_t n_cmds = 0, sent = 0, n_ops = r->n_ops;
     char score[24], prefix[40], member[80], stop[24], ttl[24];
-    bool link_ok = true, noscript = false;
+    bool link_ok = true;
 
+    proc_redis_wait(r);
     if (n_ops == 0) {
         return 0;
     }
@@ -451,35 +529,18 @@ size_t proc_redis_flush(struct proc_redis *r)
         link_ok = append(r, 4, trim) && append(r, 3, expire);
         n_cmds += 2;
     }
-    if (!link_ok) {
-        drop_connection(r, "append");
+    if (!link_ok || !write_out(r)) {
+        drop_connection(r, "write");
         goto out;
     }
-    for (size_t i = 0; i < n_cmds; i++) {
-        void *reply = NULL;
-
-        if (redisGetReply(r->c, &reply) != REDIS_OK) {
-            drop_connection(r, "reply");
-            applied = 0; /* unknown how much landed: count the batch as skipped */
-            goto out;
-        }
-        if (((redisReply *)reply)->type == REDIS_REPLY_ERROR) {
-            count_error(r);
-            /* NOSCRIPT after a SCRIPT FLUSH: reconnecting loads the script again */
-            noscript = noscript || strncmp(((redisReply *)reply)->str, "NOSCRIPT", 8) == 0;
-        } else if (i < n_ops) {
-            applied++;
-        }
-        freeReplyObject(reply);
-    }
-    if (noscript) {
-        drop_connection(r, "noscript");
-    }
+    r->wait_cmds = n_cmds;
+    r->wait_ops = n_ops;
+    sent = n_ops;
 out:
-    if (applied < n_ops && r->skipped != NULL) {
-        cm_metric_add(r->skipped, (double)(n_ops - applied));
+    if (sent < n_ops && r->skipped != NULL) {
+        cm_metric_add(r->skipped, (double)(n_ops - sent));
     }
     free(sorted);
     r->n_ops = 0;
-    return applied;
+    return sent;
 }
