@@ -17,6 +17,7 @@
 #include "cm/buf.h"
 #include "cm/log.h"
 #include "cm/metrics.h"
+#include "proc_norm.h"
 #include "proc_redis.h"
 
 #define RECONNECT_MIN_US (500 * 1000LL)
@@ -427,32 +428,13 @@ static int cmp_op_key(const void *a, const void *b)
 
 /* RESP is written here rather than by redisAppendCommandArgv: formatting each command through
  * hiredis' sds strings and snprintf was ~10 % of the processor's CPU (perf). */
-static size_t fmt_i64(int64_t v, char *out)
-{
-    char tmp[24];
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    size_t n = 0, o = 0;
-
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u != 0);
-    if (v < 0) {
-        out[o++] = '-';
-    }
-    while (n > 0) {
-        out[o++] = tmp[--n];
-    }
-    return o;
-}
-
 static void resp_len(struct cm_buf *b, char kind, size_t n)
 {
     char num[32];
     size_t len;
 
     num[0] = kind;
-    len = 1 + fmt_i64((int64_t)n, num + 1);
+    len = 1 + proc_put_int64(num + 1, (int64_t)n);
     num[len++] = '\r';
     num[len++] = '\n';
     cm_assert(cm_buf_append(b, num, len) == CM_OK);
@@ -540,8 +522,8 @@ size_t proc_redis_flush(struct proc_redis *r)
     }
     sha_len = strlen(r->script_sha); /* loaded by ensure_connected() */
     cm_buf_reset(&r->resp);
-    stop[fmt_i64(-(r->max_entries + 1), stop)] = '\0';
-    ttl[fmt_i64(r->ttl_s, ttl)] = '\0';
+    stop[proc_put_int64(stop, -(r->max_entries + 1))] = '\0';
+    ttl[proc_put_int64(ttl, r->ttl_s)] = '\0';
     for (size_t i = 0; i < n_ops; i++) {
         const struct redis_op *op = &r->ops[i];
         size_t idlen = strlen(op->event_id);
@@ -559,7 +541,7 @@ size_t proc_redis_flush(struct proc_redis *r)
         resp_arg(&r->resp, r->script_sha, sha_len);
         resp_arg(&r->resp, "1", 1);
         resp_str(&r->resp, op->key);
-        resp_arg(&r->resp, score, fmt_i64(op->score_ms, score));
+        resp_arg(&r->resp, score, proc_put_int64(score, op->score_ms));
         resp_arg(&r->resp, prefix, idlen + 1);
         resp_arg(&r->resp, member, mlen);
         n_cmds++;
