@@ -427,7 +427,8 @@ static int cmp_op_key(const void *a, const void *b)
 }
 
 /* RESP is written here rather than by redisAppendCommandArgv: formatting each command through
- * hiredis' sds strings and snprintf was ~10 % of the processor's CPU (perf). */
+ * hiredis' sds strings and snprintf cost more than the rest (the flush: 13 % -> 9 % of the
+ * processor's perf samples). */
 static void resp_len(struct cm_buf *b, char kind, size_t n)
 {
     char num[32];
