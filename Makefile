@@ -61,12 +61,14 @@ test-e2e: up e2e-tests
 test-ops: up ops-tests
 
 # Integration cases among the unit tests use the local stack when it answers:
-# AUREN_TEST_DATABASE_URL (its auren_test database) and AUREN_TEST_KAFKA_BROKERS. Without the
-# stack they skip those cases and say so.
+# AUREN_TEST_DATABASE_URL (its auren_test database), AUREN_TEST_KAFKA_BROKERS and
+# AUREN_TEST_REDIS_URL (its Redis, database 15). Without the stack they skip those cases and say so.
 TEST_ENV = if pg_isready -q -h 127.0.0.1 -p 5432; then \
 	    export AUREN_TEST_DATABASE_URL="$${AUREN_TEST_DATABASE_URL:-$(TEST_DATABASE_URL)}"; fi; \
 	if kcat -b 127.0.0.1:9092 -L -m 3 >/dev/null 2>&1; then \
-	    export AUREN_TEST_KAFKA_BROKERS="$${AUREN_TEST_KAFKA_BROKERS:-127.0.0.1:9092}"; fi
+	    export AUREN_TEST_KAFKA_BROKERS="$${AUREN_TEST_KAFKA_BROKERS:-127.0.0.1:9092}"; fi; \
+	if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then \
+	    export AUREN_TEST_REDIS_URL="$${AUREN_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"; fi
 
 unit-tests:
 	@$(TEST_ENV); ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) --timeout 300

@@ -402,6 +402,7 @@ struct pers_loop {
     atomic_bool pg_ok;   /* last PostgreSQL round trip succeeded */
     atomic_long dlq_failed;
     bool paused; /* BACKOFF: partitions paused, retry at retry_at_us */
+    bool drained; /* the last poll found nothing queued: the open batch is written at once */
     int64_t retry_at_us;
     int64_t backoff_us;
     int64_t last_pg_us;
@@ -1014,7 +1015,7 @@ static enum cm_rc ping(struct pers_loop *l)
 static bool batch_due(const struct pers_loop *l, int64_t now)
 {
     return !pers_batch_empty(&l->batch) &&
-           ((long)l->batch.n_msgs >= l->cfg->batch_max ||
+           ((long)l->batch.n_msgs >= l->cfg->batch_max || l->drained ||
             now - l->batch.first_us >= l->cfg->batch_ms * 1000);
 }
 
@@ -1025,7 +1026,7 @@ static int poll_timeout_ms(const struct pers_loop *l, int64_t now)
     if (l->paused) {
         until = l->retry_at_us - now;
     } else if (!pers_batch_empty(&l->batch)) {
-        until = l->batch.first_us + l->cfg->batch_ms * 1000 - now;
+        return 0; /* take what is queued; an empty poll closes the batch (batch_due) */
     } else {
         return POLL_MAX_MS;
     }
@@ -1074,6 +1075,7 @@ enum cm_rc pers_loop_run(struct pers_loop *l)
     while (!atomic_load(&l->stop) && rc == CM_OK) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(l->rk, poll_timeout_ms(l, cm_mono_us()));
 
+        l->drained = m == NULL;
         if (m != NULL) {
             if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
                 handle_consumer_error(l, m);

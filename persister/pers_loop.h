@@ -2,8 +2,10 @@
  * built on.
  *
  * A batch collects consumed messages: decodable ones become rows, undecodable ones are sent to the
- * DLQ and only their offsets are kept. A batch is written when it holds PERSISTER_BATCH_MAX
- * messages or PERSISTER_BATCH_MS after its first one. Exactly once: the batch's rows and its
+ * DLQ and only their offsets are kept. A batch is written as soon as the consumer has nothing
+ * more queued (what arrived during the previous write is taken at once; batches grow with the
+ * load), at PERSISTER_BATCH_MAX messages, or at the latest PERSISTER_BATCH_MS after its first
+ * one. Exactly once: the batch's rows and its
  * consumer offsets (per partition: highest consumed offset + 1, table consumer_offsets) commit in
  * the same PostgreSQL transaction, and on partition assignment the consumer seeks to the stored
  * offsets. Dead letters of the batch are acknowledged by Kafka before that transaction, so an

@@ -5,7 +5,8 @@
  * - a batch is one Kafka transaction: its outputs and its input offsets
  *   (rd_kafka_send_offsets_to_transaction with the group's metadata) commit or abort together;
  * - Redis is written only after the commit (a cache: a crash right after the commit leaves it
- *   behind until the next write, never ahead of Kafka);
+ *   behind until the next write, never ahead of Kafka); its replies are read while the next batch
+ *   is collected and processed;
  * - rebalance callbacks run only inside rd_kafka_consumer_poll(), i.e. while a batch is being
  *   collected: messages of revoked partitions are dropped uncommitted, the rest is kept;
  * - a batch that cannot be finished is rewound with a seek; if the seek fails the loop exits so
@@ -396,6 +397,11 @@ static rd_kafka_t *new_producer(struct proc_loop *l, struct cm_err *err)
         { "acks", "all" },
         { "compression.type", "lz4" },
         { "linger.ms", "5" },
+        /* Right after a commit the coordinator answers the next transaction's AddPartitionsToTxn
+         * and AddOffsetsToTxn with CONCURRENT_TRANSACTIONS until the markers are written; each
+         * retry waits retry.backoff.ms, whose 100 ms default put ~105 ms into most batches
+         * (measured per step of process_batch; README, Performance) */
+        { "retry.backoff.ms", "10" },
         { "message.timeout.ms", timeout },
         { "transactional.id", l->txn_id },
         { "transaction.timeout.ms", "60000" },
@@ -846,25 +852,29 @@ static void on_consumer_error(struct proc_loop *l, const rd_kafka_message_t *m)
                 rd_kafka_err2name(m->err));
 }
 
-/* Collect up to batch_max messages; the batch closes batch_ms after its first message. Returns
- * with an empty batch after IDLE_POLL_MS of silence, so the caller can look at *stop. */
+/* Collect up to batch_max messages. The batch closes as soon as the consumer has nothing more
+ * queued (what arrived while the previous batch was committing is taken at once, and a lone
+ * message does not wait for company: batches grow with the load, not with a timer), and at the
+ * latest batch_ms after its first message. Returns with an empty batch after IDLE_POLL_MS of
+ * silence, so the caller can look at *stop. */
 static void collect(struct proc_loop *l, const volatile sig_atomic_t *stop)
 {
     int64_t deadline = 0;
 
     while (l->n_msgs < (size_t)l->cfg->batch_max && *stop == 0 && !l->fatal) {
         int64_t now = cm_mono_us() / 1000;
-        int timeout;
         rd_kafka_message_t *m;
 
         if (deadline != 0 && now >= deadline) {
             break;
         }
-        timeout = deadline == 0 ? IDLE_POLL_MS : (int)(deadline - now);
-        m = rd_kafka_consumer_poll(l->consumer, timeout);
+        m = rd_kafka_consumer_poll(l->consumer, deadline == 0 ? IDLE_POLL_MS : 0);
         if (m == NULL) {
             if (deadline == 0 && l->n_msgs == 0) {
                 return;
+            }
+            if (l->n_msgs > 0) {
+                break; /* nothing more queued */
             }
             continue;
         }
@@ -1089,12 +1099,12 @@ static enum cm_rc process_batch(struct proc_loop *l, const volatile sig_atomic_t
     }
     if (rc == CM_OK) {
         size_t writes = proc_redis_pending(l->redis);
-        size_t applied = proc_redis_flush(l->redis);
+        size_t sent = proc_redis_flush(l->redis); /* replies are read during the next batch */
 
         cm_metric_observe(m_batch_size, (double)n);
         cm_metric_observe(m_batch_seconds, (double)(cm_mono_us() - t0) / 1e6);
-        cm_log_debug("batch.committed", "messages=%zu redis_writes=%zu redis_applied=%zu", n,
-                     writes, applied);
+        cm_log_debug("batch.committed", "messages=%zu redis_writes=%zu redis_sent=%zu", n,
+                     writes, sent);
         l->backoff_ms = BACKOFF_MIN_MS;
     } else {
         proc_redis_discard(l->redis);
@@ -1140,6 +1150,9 @@ enum cm_rc proc_loop_run(struct proc_loop *l, const volatile sig_atomic_t *stop,
         rd_kafka_poll(l->producer, 0);
         proc_users_check(l->users);
         collect(l, stop);
+        if (l->n_msgs == 0) {
+            proc_redis_wait(l->redis); /* idle: account for the last batch's writes now */
+        }
         if (l->fatal) {
             rc = cm_err_set(err, CM_FATAL, "%s", l->fatal_reason);
         } else if (l->n_msgs > 0) {
@@ -1147,6 +1160,7 @@ enum cm_rc proc_loop_run(struct proc_loop *l, const volatile sig_atomic_t *stop,
         }
     }
     destroy_msgs(l);
+    proc_redis_wait(l->redis);
     cm_log_info("processor.stopping", "rc=%s", cm_rc_str(rc));
     e = rd_kafka_consumer_close(l->consumer);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {

@@ -1,7 +1,7 @@
 /* The processor's consume -> normalize -> produce -> Redis loop, exactly once through Kafka.
  *
- * Delivery guarantee: exactly once into Kafka. A batch (PROCESSOR_BATCH_MAX messages or
- * PROCESSOR_BATCH_MS) is one Kafka transaction: every output (normalized events, fetch jobs, dead
+ * Delivery guarantee: exactly once into Kafka. A batch (what the consumer has queued, at most
+ * PROCESSOR_BATCH_MAX messages or PROCESSOR_BATCH_MS after its first) is one Kafka transaction: every output (normalized events, fetch jobs, dead
  * letters) and the batch's input offsets (sent to the transaction with the consumer group's
  * metadata) commit or abort together; downstream consumers read with isolation.level
  * read_committed, so an aborted batch is never seen. When a produce fails, the commit fails or

@@ -93,9 +93,8 @@ static size_t put_part(char *dst, const char *s, size_t n)
     return n + 1;
 }
 
-/* Decimal of v at dst (room for 20 digits and a sign); returns the length. snprintf's format
- * machinery cost as much as the rest of the message. */
-static size_t put_int64(char *dst, int64_t v)
+/* snprintf's format machinery cost as much as the rest of the event id's message. */
+size_t proc_put_int64(char *dst, int64_t v)
 {
     char tmp[24];
     size_t n = 0;
@@ -145,7 +144,7 @@ void proc_event_id(const char *vendor, const char *vendor_user_id, const char *s
     for (size_t i = 0; i < CM_ARRAY_LEN(parts); i++) {
         n += put_part(msg + n, parts[i], lens[i]);
     }
-    n += put_int64(msg + n, start_us);
+    n += proc_put_int64(msg + n, start_us);
     proc_digest_id(msg, n, out);
     if (msg != stack) {
         free(msg);

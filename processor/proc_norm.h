@@ -68,6 +68,9 @@ enum cm_rc proc_out_add_sample(struct proc_out *o, const char *vendor, const cha
 struct proc_fetch *proc_out_add_fetch(struct proc_out *o);
 struct proc_lifecycle *proc_out_add_lifecycle(struct proc_out *o);
 
+/* Decimal of v at dst (room for 20 digits and a sign, no NUL); returns the length. */
+size_t proc_put_int64(char *dst, int64_t v);
+
 /* Deterministic event id: first 16 bytes of SHA-256("v1|vendor|vendor_user_id|source_record_id|
  * metric|start_us"), lower-case hex. Same vendor record -> same id, whatever user it maps to. */
 void proc_event_id(const char *vendor, const char *vendor_user_id, const char *source_record_id,

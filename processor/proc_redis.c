@@ -1,8 +1,10 @@
 /* Redis time-series writer. Each batch is one pipeline: per event an EVALSHA of UPSERT_SCRIPT
  * (loaded when the connection is made) that drops the members of that event id at that score and
- * then ZADDs unless it is a tombstone; then one ZREMRANGEBYRANK + EXPIRE per distinct key. Replies
- * are read once, after everything is appended. A lost connection turns the rest of the batch into
- * skipped writes and schedules a reconnect with exponential backoff (RECONNECT_MIN_US ..
+ * then ZADDs unless it is a tombstone; then one ZREMRANGEBYRANK + EXPIRE per distinct key. The
+ * pipeline is written out by proc_redis_flush() and its replies are read later by
+ * proc_redis_wait() (at the latest by the next flush), so the caller works on its next batch
+ * while Redis executes this one. A lost connection turns the rest of the batch into skipped
+ * writes and schedules a reconnect with exponential backoff (RECONNECT_MIN_US ..
  * RECONNECT_MAX_US); Kafka stays the source of truth, so the cache only lags until the next write
  * or the key's TTL. Keys and members hold user ids and values: they are never logged. */
 #include <errno.h>
@@ -12,21 +14,40 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm/buf.h"
 #include "cm/log.h"
 #include "cm/metrics.h"
+#include "proc_norm.h"
 #include "proc_redis.h"
 
 #define RECONNECT_MIN_US (500 * 1000LL)
 #define RECONNECT_MAX_US (30 * 1000000LL)
 #define KEY_MAX 224
 
-/* KEYS[1] series; ARGV[1] score; ARGV[2] "<event_id>|"; ARGV[3] new member or "" (tombstone). */
+/* KEYS[1] series; ARGV[1] score; ARGV[2] "<event_id>|"; ARGV[3] new member or "" (tombstone).
+ * Members of one score are ordered by their bytes, so those starting with "<event_id>|" sit right
+ * after the probe member "<event_id>|" itself: the script finds them by rank in O(log N) each
+ * instead of reading every member at the score (a series can hold thousands of members at one
+ * score). The probe never outlives the script (scripts are atomic). A replay whose member is
+ * already there changes nothing. The event id fixes the start time, so the score check is a
+ * guard, not a case. */
 static const char UPSERT_SCRIPT[] =
-    "local p = ARGV[2]\n"
-    "for _, v in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])) do\n"
-    "  if v ~= ARGV[3] and string.sub(v, 1, #p) == p then redis.call('ZREM', KEYS[1], v) end\n"
+    "local k, s, p, m = KEYS[1], ARGV[1], ARGV[2], ARGV[3]\n"
+    "if m ~= '' then\n"
+    "  local cur = redis.call('ZSCORE', k, m)\n"
+    "  if cur and tonumber(cur) == tonumber(s) then return 0 end\n"
     "end\n"
-    "if ARGV[3] ~= '' then redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3]) end\n"
+    "redis.call('ZADD', k, s, p)\n"
+    "local r = redis.call('ZRANK', k, p)\n"
+    "while true do\n"
+    "  local nx = redis.call('ZRANGE', k, r + 1, r + 1, 'WITHSCORES')\n"
+    "  if #nx == 0 or tonumber(nx[2]) ~= tonumber(s) or string.sub(nx[1], 1, #p) ~= p then\n"
+    "    break\n"
+    "  end\n"
+    "  redis.call('ZREM', k, nx[1])\n"
+    "end\n"
+    "redis.call('ZREM', k, p)\n"
+    "if m ~= '' then redis.call('ZADD', k, s, m) end\n"
     "return 0\n";
 
 struct redis_op {
@@ -50,6 +71,9 @@ struct proc_redis {
     bool was_down;             /* log the down/up transitions once */
     struct redis_op *ops;
     size_t n_ops, cap_ops;
+    struct cm_buf resp;        /* the pipeline, formatted as RESP */
+    size_t wait_cmds;          /* replies of the pipeline in flight, to read */
+    size_t wait_ops;           /* of which event writes (the first wait_ops commands) */
 };
 
 static bool parse_long_range(const char *s, size_t n, long lo, long hi, long *out)
@@ -199,6 +223,7 @@ struct proc_redis *proc_redis_new(const char *url, long ttl_s, long max_entries,
     r->errors = errors;
     r->skipped = skipped;
     r->backoff_us = RECONNECT_MIN_US;
+    cm_buf_init(&r->resp, 0);
     return r;
 }
 
@@ -207,10 +232,12 @@ void proc_redis_free(struct proc_redis *r)
     if (r == NULL) {
         return;
     }
+    proc_redis_wait(r); /* the writes in flight land before the connection closes */
     if (r->c != NULL) {
         redisFree(r->c);
     }
     free(r->ops);
+    cm_buf_fini(&r->resp);
     free(r);
 }
 
@@ -358,66 +385,46 @@ static int cmp_op_key(const void *a, const void *b)
     return strcmp((*x)->key, (*y)->key);
 }
 
-static bool append(struct proc_redis *r, int argc, const char **argv)
+/* RESP is written here rather than by redisAppendCommandArgv: formatting each command through
+ * hiredis' sds strings and snprintf cost more than the rest (the flush: 13 % -> 9 % of the
+ * processor's perf samples). */
+static void resp_len(struct cm_buf *b, char kind, size_t n)
 {
-    return redisAppendCommandArgv(r->c, argc, argv, NULL) == REDIS_OK;
+    char num[32];
+    size_t len;
+
+    num[0] = kind;
+    len = 1 + proc_put_int64(num + 1, (int64_t)n);
+    num[len++] = '\r';
+    num[len++] = '\n';
+    cm_assert(cm_buf_append(b, num, len) == CM_OK);
 }
 
-size_t proc_redis_flush(struct proc_redis *r)
+static void resp_arg(struct cm_buf *b, const char *s, size_t n)
 {
-    struct redis_op **sorted = NULL;
-    size_t n_cmds = 0, applied = 0, n_ops = r->n_ops;
-    char score[24], prefix[40], member[80], stop[24], ttl[24];
-    bool link_ok = true, noscript = false;
+    resp_len(b, '$', n);
+    cm_assert(cm_buf_append(b, s, n) == CM_OK && cm_buf_append(b, "\r\n", 2) == CM_OK);
+}
 
-    if (n_ops == 0) {
+static void resp_str(struct cm_buf *b, const char *s)
+{
+    resp_arg(b, s, strlen(s));
+}
+
+size_t proc_redis_wait(struct proc_redis *r)
+{
+    size_t applied = 0, n_cmds = r->wait_cmds, n_ops = r->wait_ops;
+    bool noscript = false;
+
+    r->wait_cmds = 0;
+    r->wait_ops = 0;
+    if (n_cmds == 0) {
         return 0;
-    }
-    if (!ensure_connected(r)) {
-        goto out;
-    }
-    snprintf(stop, sizeof(stop), "%ld", -(r->max_entries + 1));
-    snprintf(ttl, sizeof(ttl), "%ld", r->ttl_s);
-    for (size_t i = 0; i < n_ops && link_ok; i++) {
-        const struct redis_op *op = &r->ops[i];
-        const char *argv[] = { "EVALSHA", r->script_sha, "1", op->key, score, prefix, member };
-
-        snprintf(score, sizeof(score), "%" PRId64, op->score_ms);
-        snprintf(prefix, sizeof(prefix), "%s|", op->event_id);
-        if (op->deleted) {
-            member[0] = '\0';
-        } else {
-            proc_redis_member(op->event_id, op->value, member, sizeof(member));
-        }
-        link_ok = append(r, (int)CM_ARRAY_LEN(argv), argv);
-        n_cmds++;
-    }
-    /* trim and expire each key once, after all its samples */
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers, size is right */
-    sorted = cm_xmalloc(n_ops * sizeof(*sorted));
-    for (size_t i = 0; i < n_ops; i++) {
-        sorted[i] = &r->ops[i];
-    }
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers, size is right */
-    qsort(sorted, n_ops, sizeof(*sorted), cmp_op_key);
-    for (size_t i = 0; i < n_ops && link_ok; i++) {
-        const char *trim[] = { "ZREMRANGEBYRANK", sorted[i]->key, "0", stop };
-        const char *expire[] = { "EXPIRE", sorted[i]->key, ttl };
-
-        if (i > 0 && strcmp(sorted[i]->key, sorted[i - 1]->key) == 0) {
-            continue;
-        }
-        link_ok = append(r, 4, trim) && append(r, 3, expire);
-        n_cmds += 2;
-    }
-    if (!link_ok) {
-        drop_connection(r, "append");
-        goto out;
     }
     for (size_t i = 0; i < n_cmds; i++) {
         void *reply = NULL;
 
-        if (redisGetReply(r->c, &reply) != REDIS_OK) {
+        if (r->c == NULL || redisGetReply(r->c, &reply) != REDIS_OK) {
             drop_connection(r, "reply");
             applied = 0; /* unknown how much landed: count the batch as skipped */
             goto out;
@@ -438,7 +445,103 @@ out:
     if (applied < n_ops && r->skipped != NULL) {
         cm_metric_add(r->skipped, (double)(n_ops - applied));
     }
+    return applied;
+}
+
+size_t proc_redis_in_flight(const struct proc_redis *r)
+{
+    return r->wait_ops;
+}
+
+/* Write hiredis' output buffer to the socket (blocking); false when the link broke. */
+static bool write_out(struct proc_redis *r)
+{
+    int done = 0;
+
+    while (done == 0) {
+        if (redisBufferWrite(r->c, &done) != REDIS_OK) {
+            return false;
+        }
+    }
+    return true;
+}
+
+size_t proc_redis_flush(struct proc_redis *r)
+{
+    struct redis_op **sorted = NULL;
+    size_t n_cmds = 0, sent = 0, n_ops = r->n_ops;
+    char score[24], prefix[40], member[80], stop[24], ttl[24];
+    size_t sha_len;
+
+    proc_redis_wait(r);
+    if (n_ops == 0) {
+        return 0;
+    }
+    if (!ensure_connected(r)) {
+        goto out;
+    }
+    sha_len = strlen(r->script_sha); /* loaded by ensure_connected() */
+    cm_buf_reset(&r->resp);
+    stop[proc_put_int64(stop, -(r->max_entries + 1))] = '\0';
+    ttl[proc_put_int64(ttl, r->ttl_s)] = '\0';
+    for (size_t i = 0; i < n_ops; i++) {
+        const struct redis_op *op = &r->ops[i];
+        size_t idlen = strlen(op->event_id);
+        size_t mlen = 0;
+
+        memcpy(prefix, op->event_id, idlen);
+        prefix[idlen] = '|';
+        if (!op->deleted) {
+            memcpy(member, prefix, idlen + 1);
+            mlen = idlen + 1 + proc_redis_format_value(op->value, member + idlen + 1,
+                                                       sizeof(member) - idlen - 1);
+        }
+        resp_len(&r->resp, '*', 7);
+        resp_arg(&r->resp, "EVALSHA", 7);
+        resp_arg(&r->resp, r->script_sha, sha_len);
+        resp_arg(&r->resp, "1", 1);
+        resp_str(&r->resp, op->key);
+        resp_arg(&r->resp, score, proc_put_int64(score, op->score_ms));
+        resp_arg(&r->resp, prefix, idlen + 1);
+        resp_arg(&r->resp, member, mlen);
+        n_cmds++;
+    }
+    /* trim and expire each key once, after all its samples */
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers, size is right */
+    sorted = cm_xmalloc(n_ops * sizeof(*sorted));
+    for (size_t i = 0; i < n_ops; i++) {
+        sorted[i] = &r->ops[i];
+    }
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): array of pointers, size is right */
+    qsort(sorted, n_ops, sizeof(*sorted), cmp_op_key);
+    for (size_t i = 0; i < n_ops; i++) {
+        if (i > 0 && strcmp(sorted[i]->key, sorted[i - 1]->key) == 0) {
+            continue;
+        }
+        resp_len(&r->resp, '*', 4);
+        resp_arg(&r->resp, "ZREMRANGEBYRANK", 15);
+        resp_str(&r->resp, sorted[i]->key);
+        resp_arg(&r->resp, "0", 1);
+        resp_str(&r->resp, stop);
+        resp_len(&r->resp, '*', 3);
+        resp_arg(&r->resp, "EXPIRE", 6);
+        resp_str(&r->resp, sorted[i]->key);
+        resp_str(&r->resp, ttl);
+        n_cmds += 2;
+    }
+    if (redisAppendFormattedCommand(r->c, (const char *)r->resp.data, r->resp.len) != REDIS_OK ||
+        !write_out(r)) {
+        drop_connection(r, "write");
+        goto out;
+    }
+    r->wait_cmds = n_cmds;
+    r->wait_ops = n_ops;
+    sent = n_ops;
+out:
+    if (sent < n_ops && r->skipped != NULL) {
+        cm_metric_add(r->skipped, (double)(n_ops - sent));
+    }
     free(sorted);
     r->n_ops = 0;
-    return applied;
+    return sent;
 }

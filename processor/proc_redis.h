@@ -7,8 +7,10 @@
  * a tombstone only removes. Each touched key is then trimmed to the newest
  * MAX_TIMESERIES_ENTRIES members and its TTL set to REDIS_TTL_SECONDS.
  *
- * Usage per batch: proc_redis_add() for each event, then proc_redis_flush() (one pipelined round
- * trip) once the batch is durable in Kafka, or proc_redis_discard(). Redis is a cache: when it is
+ * Usage per batch: proc_redis_add() for each event, then proc_redis_flush() (writes the pipeline
+ * and returns) once the batch is durable in Kafka, or proc_redis_discard(); proc_redis_wait()
+ * reads the replies (the next flush does it first), so the caller can prepare its next batch
+ * while Redis works on this one. Redis is a cache: when it is
  * down the writes are counted as skipped and the pipeline goes on; the connection is retried with
  * exponential backoff.
  * Ownership: proc_redis_new() returns new; proc_redis_free() (NULL-safe). Thread: one owner. */
@@ -54,9 +56,15 @@ void proc_redis_add(struct proc_redis *r, const char *user_id, const char *metri
 size_t proc_redis_pending(const struct proc_redis *r);
 /* Forget the queued writes (the batch will be replayed). */
 void proc_redis_discard(struct proc_redis *r);
-/* Apply the queued writes in one pipeline and clear the queue. Returns how many were applied; the
+/* Read the replies of the writes in flight (blocking) first, then send the queued writes as one
+ * pipeline without waiting for its replies, and clear the queue. Returns how many were sent; the
  * others were counted as skipped. */
 size_t proc_redis_flush(struct proc_redis *r);
+/* Read the replies of the pipeline in flight, if any. Returns how many of its writes were applied;
+ * the others (error replies, or all of them when the link broke) were counted as skipped. */
+size_t proc_redis_wait(struct proc_redis *r);
+/* Event writes sent and not yet confirmed by proc_redis_wait(). */
+size_t proc_redis_in_flight(const struct proc_redis *r);
 /* Is the connection currently up? (false before the first flush) */
 bool proc_redis_connected(const struct proc_redis *r);
 

@@ -1,7 +1,11 @@
 /* Unit tests of the Redis writer's pure parts: member and value formatting (every value reads
  * back as the same double, in the shortest of %.15g / %.17g), series keys, scores, and REDIS_URL
- * parsing; and its behaviour when Redis is unreachable (writes skipped, never blocking). */
+ * parsing; and its behaviour when Redis is unreachable (writes skipped, never blocking). With
+ * AUREN_TEST_REDIS_URL (a real Redis; `make unit-tests` passes database 15 of the local stack's)
+ * the upsert semantics: replay, correction, tombstone, neighbours at the same score, trim, TTL,
+ * and the replies read after the next batch was sent. */
 #include <check.h>
+#include <hiredis/hiredis.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -178,12 +182,131 @@ START_TEST(test_unreachable_redis_skips_and_discards)
 }
 END_TEST
 
+/* ---- against a real Redis (AUREN_TEST_REDIS_URL) ---- */
+
+#define EV_A "0123456789abcdef0123456789abcdef"
+#define EV_B "0123456789abcdef0123456789abcdee" /* sorts right before EV_A */
+#define EV_C "0123456789abcdef0123456789abcdf0" /* sorts right after EV_A */
+#define KEY "ts:redis-test-user:heart_rate"
+
+static redisContext *peek_connect(const struct proc_redis_url *u)
+{
+    redisContext *c = redisConnect(u->host, u->port);
+    redisReply *rep;
+
+    ck_assert(c != NULL && c->err == 0);
+    rep = redisCommand(c, "SELECT %d", u->db);
+    ck_assert_ptr_nonnull(rep);
+    freeReplyObject(rep);
+    return c;
+}
+
+/* The series as "member@score,member@score,..." in rank order. */
+static void series(redisContext *c, char *out, size_t outsz)
+{
+    redisReply *rep = redisCommand(c, "ZRANGE %s 0 -1 WITHSCORES", KEY);
+    size_t o = 0;
+
+    ck_assert(rep != NULL && rep->type == REDIS_REPLY_ARRAY);
+    out[0] = '\0';
+    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        int n = snprintf(out + o, outsz - o, "%s%s@%s", o > 0 ? "," : "", rep->element[i]->str,
+                         rep->element[i + 1]->str);
+
+        ck_assert(n > 0 && (size_t)n < outsz - o);
+        o += (size_t)n;
+    }
+    freeReplyObject(rep);
+}
+
+START_TEST(test_upsert_semantics_on_real_redis)
+{
+    const char *url = getenv("AUREN_TEST_REDIS_URL");
+    struct proc_redis_url u;
+    struct cm_err err;
+    struct proc_redis *r;
+    redisContext *c;
+    redisReply *rep;
+    char got[2048];
+
+    if (url == NULL || url[0] == '\0') {
+        fprintf(stderr, "proc_redis: AUREN_TEST_REDIS_URL unset, real-Redis cases skipped\n");
+        return;
+    }
+    ck_assert_int_eq(proc_redis_url_parse(url, &u, &err), CM_OK);
+    c = peek_connect(&u);
+    freeReplyObject(redisCommand(c, "DEL %s", KEY));
+    r = proc_redis_new(url, 300, 4, NULL, NULL, &err);
+    ck_assert_ptr_nonnull(r);
+
+    /* neighbours at the same score (and one at another score) must survive every step */
+    proc_redis_add(r, "redis-test-user", "heart_rate", EV_B, 50.0, 1000000, false);
+    proc_redis_add(r, "redis-test-user", "heart_rate", EV_C, 52.0, 1000000, false);
+    proc_redis_add(r, "redis-test-user", "heart_rate", EV_A, 60.0, 1000000, false);
+    ck_assert_uint_eq(proc_redis_flush(r), 3);
+    ck_assert_uint_eq(proc_redis_in_flight(r), 3);
+    ck_assert_uint_eq(proc_redis_wait(r), 3);
+    ck_assert_uint_eq(proc_redis_in_flight(r), 0);
+    series(c, got, sizeof(got));
+    ck_assert_str_eq(got, EV_B "|50@1000," EV_A "|60@1000," EV_C "|52@1000");
+
+    /* a replay changes nothing; a correction replaces the value (one member per event) */
+    proc_redis_add(r, "redis-test-user", "heart_rate", EV_A, 60.0, 1000000, false);
+    ck_assert_uint_eq(proc_redis_flush(r), 1);
+    proc_redis_add(r, "redis-test-user", "heart_rate", EV_A, 61.5, 1000000, false);
+    ck_assert_uint_eq(proc_redis_flush(r), 1); /* reads the previous batch's replies first */
+    ck_assert_uint_eq(proc_redis_in_flight(r), 1);
+    ck_assert_uint_eq(proc_redis_wait(r), 1);
+    series(c, got, sizeof(got));
+    ck_assert_str_eq(got, EV_B "|50@1000," EV_A "|61.5@1000," EV_C "|52@1000");
+
+    /* stale members of the event (two values left by an older writer) all go */
+    freeReplyObject(redisCommand(c, "ZADD %s 1000 %s|70 1000 %s|71", KEY, EV_A, EV_A));
+    proc_redis_add(r, "redis-test-user", "heart_rate", EV_A, 62.0, 1000000, false);
+    proc_redis_flush(r);
+    proc_redis_wait(r);
+    series(c, got, sizeof(got));
+    ck_assert_str_eq(got, EV_B "|50@1000," EV_A "|62@1000," EV_C "|52@1000");
+
+    /* a tombstone removes the event's member only, twice is harmless */
+    proc_redis_add(r, "redis-test-user", "heart_rate", EV_A, 0.0, 1000000, true);
+    proc_redis_add(r, "redis-test-user", "heart_rate", EV_A, 0.0, 1000000, true);
+    ck_assert_uint_eq(proc_redis_flush(r), 2);
+    ck_assert_uint_eq(proc_redis_wait(r), 2);
+    series(c, got, sizeof(got));
+    ck_assert_str_eq(got, EV_B "|50@1000," EV_C "|52@1000");
+
+    /* trim to the newest 4 (MAX_TIMESERIES_ENTRIES) and a TTL on the key */
+    for (int i = 0; i < 5; i++) {
+        char ev[33];
+
+        snprintf(ev, sizeof(ev), "%031d%d", 0, i);
+        proc_redis_add(r, "redis-test-user", "heart_rate", ev, 70.0 + i, 2000000 + i * 1000,
+                       false);
+    }
+    proc_redis_flush(r);
+    proc_redis_free(r); /* waits for the replies in flight */
+    series(c, got, sizeof(got));
+    ck_assert_str_eq(got, "00000000000000000000000000000001|71@2001,"
+                          "00000000000000000000000000000002|72@2002,"
+                          "00000000000000000000000000000003|73@2003,"
+                          "00000000000000000000000000000004|74@2004");
+    rep = redisCommand(c, "TTL %s", KEY);
+    ck_assert(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0 &&
+              rep->integer <= 300);
+    freeReplyObject(rep);
+    freeReplyObject(redisCommand(c, "DEL %s", KEY));
+    redisFree(c);
+}
+END_TEST
+
 static Suite *proc_redis_suite(void)
 {
     Suite *s = suite_create("proc_redis");
     TCase *fmt = tcase_create("member_format");
     TCase *url = tcase_create("url");
     TCase *down = tcase_create("unreachable");
+    TCase *live = tcase_create("real_redis");
 
     tcase_add_test(fmt, test_member_format_simple_values);
     tcase_add_test(fmt, test_value_needs_17_digits);
@@ -197,6 +320,8 @@ static Suite *proc_redis_suite(void)
     suite_add_tcase(s, url);
     tcase_add_test(down, test_unreachable_redis_skips_and_discards);
     suite_add_tcase(s, down);
+    tcase_add_test(live, test_upsert_semantics_on_real_redis);
+    suite_add_tcase(s, live);
     return s;
 }
 
