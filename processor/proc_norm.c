@@ -212,8 +212,7 @@ enum cm_rc proc_out_add_sample(struct proc_out *o, const char *vendor, const cha
     if (vendor_user_id[0] == '\0' || strlen(vendor_user_id) >= sizeof(o->samples->vendor_user_id)) {
         return cm_err_set(err, CM_INVALID, "out_of_range: vendor_user_id");
     }
-    if (source_record_id[0] == '\0' ||
-        strlen(source_record_id) >= sizeof(o->samples->source_record_id)) {
+    if (!proc_norm_record_id_ok(source_record_id)) {
         return cm_err_set(err, CM_INVALID, "out_of_range: source_record_id");
     }
     if (o->n_samples >= PROC_NORM_MAX_SAMPLES) {
@@ -508,17 +507,30 @@ enum cm_rc proc_norm_get_time(const json_t *obj, const char *key, bool required,
     return CM_OK;
 }
 
-bool proc_norm_id_ok(const char *s)
+static bool id_within(const char *s, size_t max)
 {
     size_t n = 0;
 
     for (; s[n] != '\0'; n++) {
         unsigned char c = (unsigned char)s[n];
-        if (c < 0x21 || c > 0x7e || c == '|' || n >= PROC_NORM_ID_MAX) {
+        if (c < 0x21 || c > 0x7e || c == '|' || n >= max) {
             return false;
         }
     }
     return n > 0;
+}
+
+bool proc_norm_id_ok(const char *s)
+{
+    return id_within(s, PROC_NORM_ID_MAX);
+}
+
+_Static_assert(sizeof(((struct proc_sample *)0)->source_record_id) == PROC_NORM_RECORD_ID_MAX + 1,
+               "source_record_id holds PROC_NORM_RECORD_ID_MAX bytes");
+
+bool proc_norm_record_id_ok(const char *s)
+{
+    return id_within(s, PROC_NORM_RECORD_ID_MAX);
 }
 
 const char *proc_norm_safe_name(const char *s)

@@ -99,6 +99,10 @@ enum cm_rc proc_norm_get_time(const json_t *obj, const char *key, bool required,
 
 /* Is s usable as an id: 1..PROC_NORM_ID_MAX bytes of printable ASCII other than '|'? */
 bool proc_norm_id_ok(const char *s);
+/* The same rule for a sample's source_record_id, which may compose a vendor id with a time
+ * ("<summary_id>#<time>"): 1..PROC_NORM_RECORD_ID_MAX bytes. '|' separates the event id's parts. */
+#define PROC_NORM_RECORD_ID_MAX 159
+bool proc_norm_record_id_ok(const char *s);
 /* s when it looks like a field or type name (short, [A-Za-z0-9_.-]), else "?"; for err->msg. */
 const char *proc_norm_safe_name(const char *s);
 

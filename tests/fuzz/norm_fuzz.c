@@ -3,7 +3,8 @@
  * Input: the request body as the gateway stored it (a webhook); an input starting with
  * "#api:<record_type>\n" is instead a fetched API record of that type (kind api_record).
  * Invariants: success yields only well-formed output (finite values inside the taxonomy, known
- * metrics with their units, start <= end, ids that pass proc_norm_id_ok, event ids equal to
+ * metrics with their units, start <= end, ids that pass proc_norm_id_ok (record ids
+ * proc_norm_record_id_ok, the rule proc_out_add_sample() enforces), event ids equal to
  * proc_event_id() of the sample); failure yields an empty result and a payload-free reason
  * ("code" or "code: name" with a name of [A-Za-z0-9_.?-]); the result is deterministic. */
 #include <math.h>
@@ -47,7 +48,7 @@ static void check_sample(const struct proc_sample *s)
                "unit differs from the taxonomy");
     FUZZ_CHECK(s->start_us <= s->end_us, "sample ends before it starts");
     FUZZ_CHECK(proc_norm_id_ok(s->vendor_user_id), "bad vendor user id");
-    FUZZ_CHECK(proc_norm_id_ok(s->source_record_id), "bad source record id");
+    FUZZ_CHECK(proc_norm_record_id_ok(s->source_record_id), "bad source record id");
     proc_event_id(FUZZ_VENDOR, s->vendor_user_id, s->source_record_id, s->metric, s->start_us,
                   id);
     FUZZ_CHECK(strcmp(id, s->event_id) == 0, "event id is not the derived one");

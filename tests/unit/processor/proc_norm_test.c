@@ -144,11 +144,31 @@ START_TEST(test_add_sample_rejects_out_of_range)
     ck_assert_int_eq(
         proc_out_add_sample(&o, "garmin", "u", "steps", 1, t, t, NULL, "", false, &err),
         CM_INVALID);
+    /* Record ids: up to PROC_NORM_RECORD_ID_MAX printable bytes (a composed "<id>#<time>" may
+     * exceed a vendor id's 100), never a '|' (the event id's separator) or a control byte. */
+    char rid[PROC_NORM_RECORD_ID_MAX + 2];
+    memset(rid, 'r', sizeof(rid) - 1);
+    rid[sizeof(rid) - 1] = '\0';
+    ck_assert_int_eq(
+        proc_out_add_sample(&o, "garmin", "u", "steps", 1, t, t, NULL, rid, false, &err),
+        CM_INVALID);
+    ck_assert_str_eq(err.msg, "out_of_range: source_record_id");
+    rid[PROC_NORM_RECORD_ID_MAX] = '\0';
+    ck_assert_int_eq(
+        proc_out_add_sample(&o, "garmin", "u", "steps", 1, t, t, NULL, rid, false, &err),
+        CM_OK);
+    ck_assert_str_eq(o.samples[o.n_samples - 1].source_record_id, rid);
+    ck_assert_int_eq(
+        proc_out_add_sample(&o, "garmin", "u", "steps", 1, t, t, NULL, "a|b", false, &err),
+        CM_INVALID);
+    ck_assert_int_eq(
+        proc_out_add_sample(&o, "garmin", "u", "steps", 1, t, t, NULL, "a\tb", false, &err),
+        CM_INVALID);
     /* A tombstone's value is not range-checked (it may carry none). */
     ck_assert_int_eq(proc_out_add_sample(&o, "garmin", "u", "heart_rate", 0, t, t, NULL, "r", true,
                                          &err),
                      CM_OK);
-    ck_assert_uint_eq(o.n_samples, 3);
+    ck_assert_uint_eq(o.n_samples, 4);
     proc_out_fini(&o);
 }
 END_TEST
