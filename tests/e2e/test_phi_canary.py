@@ -66,9 +66,16 @@ class Canaries:
         base = math.floor(original)
         if base >= 1:
             base -= 1
-        digits = "%d%06d%d" % (self.rnd.randrange(1, 10), self.rnd.randrange(0, 1000000),
-                               self.rnd.randrange(1, 10))
-        v = float("%d.%s" % (base, digits)) if base >= 0 else base + float("0." + digits)
+        for _ in range(1000):
+            digits = "%d%06d%d" % (self.rnd.randrange(1, 10), self.rnd.randrange(0, 1000000),
+                                   self.rnd.randrange(1, 10))
+            v = float("%d.%s" % (base, digits)) if base >= 0 else base + float("0." + digits)
+            # %g drops trailing zeros: 13.4410 becomes "13.441", a needle short enough to turn
+            # up by chance in a log line's own timestamp (a false alarm seen in CI). Draw again
+            # until the %g form keeps its six significant digits.
+            g = "%g" % v
+            if "e" in g or len(g.lstrip("-").replace(".", "").lstrip("0")) >= 6:
+                break
         self.numbers.append((v, digits))
         return v
 
