@@ -291,6 +291,13 @@ static enum cm_rc encode_record(struct gw_request *req, struct cm_err *err)
     snprintf(path, sizeof(path), "%s%s", WEBHOOKS_PREFIX, req->vendor->name);
     for (size_t i = 0; gw_vendor_kept_headers[i] != NULL && nh < CM_ARRAY_LEN(headers); i++) {
         const char *val = lookup_header(req->conn, gw_vendor_kept_headers[i]);
+        if (val != NULL && !cm_utf8_valid(val, strlen(val))) {
+            /* obs-text (RFC 9110) is legal in a header but not in an Avro string: the header is
+             * left out rather than the webhook refused with a 500 on every retry. */
+            cm_log_warn("gateway.header_dropped", "req=%s vendor=%s header=%s reason=not_utf8",
+                        req->id, req->label, gw_vendor_kept_headers[i]);
+            continue;
+        }
         if (val != NULL) {
             headers[nh].name = (char *)gw_vendor_kept_headers[i];
             headers[nh].value = (char *)val;
