@@ -172,6 +172,11 @@ static void route(struct gw_request *req, const char *url, const char *method)
         req->phase = GW_REPLY;
         return;
     }
+    /* Raw bytes beyond ASCII are not legal in a URL, and the record's query must be UTF-8. */
+    if (req->query != NULL && !cm_utf8_valid(req->query, strlen(req->query))) {
+        set_error(req, 400, "bad_query");
+        return;
+    }
     if (atomic_load(&req->ctx->draining)) {
         req->retry_after = RETRY_AFTER_BUSY;
         set_error(req, 503, "shutting_down");

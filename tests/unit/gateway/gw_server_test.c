@@ -980,6 +980,26 @@ START_TEST(test_non_utf8_header_left_out)
 }
 END_TEST
 
+/* Bytes that are not UTF-8 where the record needs a string: in the query (raw bytes are not
+ * legal in a URL) 400, in the Content-Type parameters 415; never a 500 the vendor retries. */
+START_TEST(test_non_utf8_query_and_content_type)
+{
+    const char *body = "{\"user_id\":14}";
+    const char *hdrs[5];
+    char sig[128], ts[64];
+    struct resp r;
+
+    start_server();
+    whoop_headers(body, 0, sig, ts, hdrs);
+    ck_assert_int_eq(http("POST", "/webhooks/whoop?x=\xff\xfe", hdrs, body, &r), 400);
+    ck_assert_str_eq(r.body, "{\"error\":\"bad_query\"}");
+    hdrs[2] = "Content-Type: application/json; charset=\xff";
+    ck_assert_int_eq(http("POST", "/webhooks/whoop", hdrs, body, &r), 415);
+    hdrs[2] = "Content-Type: application/json";
+    ck_assert_int_eq(http("POST", "/webhooks/whoop?x=%ff", hdrs, body, &r), 200);
+}
+END_TEST
+
 static Suite *gw_server_suite(void)
 {
     Suite *s = suite_create("gw_server");
@@ -1007,6 +1027,7 @@ static Suite *gw_server_suite(void)
     tcase_add_test(misc, test_shutdown_answers_in_flight);
     tcase_add_test(errors, test_hostile_method_and_endless_body);
     tcase_add_test(errors, test_non_utf8_header_left_out);
+    tcase_add_test(errors, test_non_utf8_query_and_content_type);
     tcase_add_test(pressure, test_produce_refused_503);
     tcase_add_test(pressure, test_delivery_refused_503);
     tcase_add_test(pressure, test_concurrent_waits_each_answered);
