@@ -366,6 +366,7 @@ END_TEST
 
 static Suite *gw_handshake_suite(void)
 {
+    const char *fork_mode = getenv("CK_FORK");
     Suite *s = suite_create("gw_handshake");
     TCase *hs = tcase_create("handshakes");
     TCase *vendor = tcase_create("vendor_table");
@@ -394,7 +395,7 @@ static Suite *gw_handshake_suite(void)
     tcase_add_test(vendor, test_handshake_unconfigured_and_none);
     tcase_add_test(vendor, test_unconfigured_routes);
     /* exit()ing cases need Check's fork (CK_FORK=no runs every case in one process). */
-    if (getenv("CK_FORK") == NULL || strcmp(getenv("CK_FORK"), "no") != 0) {
+    if (fork_mode == NULL || strcmp(fork_mode, "no") != 0) {
         tcase_add_exit_test(config, test_cfg_bad_app_secret_exits, 2);
     }
     suite_add_tcase(s, config);
