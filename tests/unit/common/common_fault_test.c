@@ -477,15 +477,15 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("common_fault");
-    TCase *aborts = tcase_create("aborts");
     TCase *edges = tcase_create("edges");
     SRunner *sr = srunner_create(s);
     int failed;
 
-    tcase_add_checked_fixture(aborts, setup, teardown);
     tcase_add_checked_fixture(edges, setup, teardown);
     /* Aborting cases need Check's fork (CK_FORK=no runs them all in one process). */
     if (srunner_fork_status(sr) != CK_NOFORK) {
+        TCase *aborts = tcase_create("aborts");
+        tcase_add_checked_fixture(aborts, setup, teardown);
         tcase_add_exit_test(aborts, test_malloc_failure_aborts, ABORTED);
         tcase_add_exit_test(aborts, test_calloc_failure_aborts, ABORTED);
         tcase_add_exit_test(aborts, test_realloc_failure_aborts, ABORTED);
