@@ -4,7 +4,6 @@
  * replays whose delivery fails, and the shutdown purge. Each case checks the answer the request
  * would get (return code + reason, or its delivery report) and the metric an operator sees. */
 #include <check.h>
-#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 #include "gw_ingest.h"
 #include "gw_metrics.h"
 #include "gw_spool.h"
+#include "gw_test_dir.h"
 
 #define DEADLINE_MS 20000
 #define API_PRODUCE 0 /* the Kafka protocol ApiKey of Produce */
@@ -134,25 +134,10 @@ static void setup(void)
 
 static void rm_spool(void)
 {
-    DIR *d;
-    struct dirent *e;
-    char path[512];
-
-    if (spool[0] == '\0') {
-        return;
+    if (spool[0] != '\0') {
+        gw_test_rmdir(spool);
+        spool[0] = '\0';
     }
-    d = opendir(spool);
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] != '.') {
-            snprintf(path, sizeof(path), "%s/%s", spool, e->d_name);
-            unlink(path);
-        }
-    }
-    if (d != NULL) {
-        closedir(d);
-    }
-    rmdir(spool);
-    spool[0] = '\0';
 }
 
 static void teardown(void)
@@ -162,8 +147,7 @@ static void teardown(void)
 
 static void use_spool(size_t max_bytes)
 {
-    snprintf(spool, sizeof(spool), "/tmp/gw_ingest_test.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(spool));
+    gw_test_mkdtemp(spool, sizeof(spool), "/tmp/gw_ingest_test.XXXXXX");
     cfg.spool_dir = spool;
     cfg.spool_max_bytes = max_bytes;
 }
@@ -202,6 +186,16 @@ static void wait_ready(struct gw_ingest *ing, bool want)
         sleep_ms(50);
     }
     ck_assert_msg(gw_ingest_ready(ing, &reason) == want, "ready: %s", reason);
+}
+
+/* start(extra), wait until a broker is up, then give the broker a round-trip time of rtt_ms. */
+static struct gw_ingest *start_slow(const char *const *extra, int rtt_ms)
+{
+    struct gw_ingest *ing = start(extra);
+
+    wait_ready(ing, true);
+    rd_kafka_mock_broker_set_rtt(mock(ing), 1, rtt_ms);
+    return ing;
 }
 
 static double brokers_up(void)
@@ -307,9 +301,7 @@ START_TEST(test_queue_full)
     struct gw_ingest *ing;
     double q0 = metric(PRODUCE_ERR("queue_full"));
 
-    ing = start(one);
-    wait_ready(ing, true);
-    rd_kafka_mock_broker_set_rtt(mock(ing), 1, 3000);
+    ing = start_slow(one, 3000);
     ck_assert_int_eq(gw_ingest_send(ing, "whoop", "a", 1, NULL, &err), CM_OK);
     ck_assert_int_eq(gw_ingest_send(ing, "whoop", "b", 1, NULL, &err), CM_RETRY);
     ck_assert_str_eq(err.msg, "queue_full");
@@ -335,9 +327,7 @@ START_TEST(test_queue_full_goes_to_spool)
     double replayed0 = metric("auren_gateway_spool_replayed_total");
 
     use_spool((size_t)1 << 20);
-    ing = start(one);
-    wait_ready(ing, true);
-    rd_kafka_mock_broker_set_rtt(mock(ing), 1, 1500);
+    ing = start_slow(one, 1500);
     ck_assert_int_eq(gw_ingest_send(ing, "whoop", "a", 1, NULL, &err), CM_OK);
     /* Refused by the queue, taken by the spool: its fsync answers the request. */
     ck_assert_int_eq(gw_ingest_send(ing, "whoop", "b", 1, NULL, &err), CM_OK);
@@ -368,9 +358,7 @@ START_TEST(test_queue_full_and_spool_full)
     double full0 = metric("auren_gateway_spool_appends_total{outcome=\"full\"}");
 
     use_spool(8); /* smaller than any record */
-    ing = start(one);
-    wait_ready(ing, true);
-    rd_kafka_mock_broker_set_rtt(mock(ing), 1, 3000);
+    ing = start_slow(one, 3000);
     ck_assert_int_eq(gw_ingest_send(ing, "whoop", "a", 1, NULL, &err), CM_OK);
     ck_assert_int_eq(gw_ingest_send(ing, "whoop", "b", 1, NULL, &err), CM_RETRY);
     ck_assert_str_eq(err.msg, "spool_full");
@@ -416,9 +404,7 @@ START_TEST(test_delivery_timeout_goes_to_spool)
                  metric("auren_gateway_delivery_failures_total{status=\"not_persisted\"}");
 
     use_spool((size_t)1 << 20);
-    ing = start(fast);
-    wait_ready(ing, true);
-    rd_kafka_mock_broker_set_rtt(mock(ing), 1, 2000);
+    ing = start_slow(fast, 2000);
     ck_assert_int_eq(gw_ingest_send(ing, "whoop", "late", 4, NULL, &err), CM_OK);
     wait_reports(1, 0); /* durable: from the spool */
     ck_assert(metric(PRODUCE_ERR("delivery_timeout")) == t0 + 1);
@@ -439,9 +425,7 @@ START_TEST(test_delivery_timeout_spool_full)
     struct gw_ingest *ing;
 
     use_spool(8);
-    ing = start(fast);
-    wait_ready(ing, true);
-    rd_kafka_mock_broker_set_rtt(mock(ing), 1, 2000);
+    ing = start_slow(fast, 2000);
     ck_assert_int_eq(gw_ingest_send(ing, "whoop", "late", 4, NULL, &err), CM_OK);
     wait_reports(0, 1);
     ck_assert_int_eq(last_err, RD_KAFKA_RESP_ERR__MSG_TIMED_OUT);
@@ -546,9 +530,7 @@ START_TEST(test_purge_reports_each_once)
     struct cm_err err = {{0}};
     struct gw_ingest *ing;
 
-    ing = start(NULL);
-    wait_ready(ing, true);
-    rd_kafka_mock_broker_set_rtt(mock(ing), 1, 5000);
+    ing = start_slow(NULL, 5000);
     ck_assert_int_eq(gw_ingest_send(ing, "whoop", "a", 1, NULL, &err), CM_OK);
     ck_assert_int_eq(gw_ingest_send(ing, "whoop", "b", 1, NULL, &err), CM_OK);
     gw_ingest_stop_poller(ing);
@@ -569,9 +551,7 @@ START_TEST(test_purge_into_spool)
     struct gw_ingest *ing;
 
     use_spool((size_t)1 << 20);
-    ing = start(NULL);
-    wait_ready(ing, true);
-    rd_kafka_mock_broker_set_rtt(mock(ing), 1, 5000);
+    ing = start_slow(NULL, 5000);
     ck_assert_int_eq(gw_ingest_send(ing, "whoop", "a", 1, NULL, &err), CM_OK);
     ck_assert_int_eq(gw_ingest_send(ing, "whoop", "b", 1, NULL, &err), CM_OK);
     gw_ingest_stop_poller(ing);

@@ -22,6 +22,7 @@
 
 #include "cm/log.h"
 #include "gw_spool.h"
+#include "gw_test_dir.h"
 
 /* ---- fault injection ---- */
 
@@ -282,30 +283,15 @@ static void setup(void)
     pthread_mutex_lock(&flock_);
     memset(faults, 0, sizeof(faults));
     pthread_mutex_unlock(&flock_);
-    snprintf(dir, sizeof(dir), "/tmp/gw_spool_fault.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    gw_test_mkdtemp(dir, sizeof(dir), "/tmp/gw_spool_fault.XXXXXX");
 }
 
 static void teardown(void)
 {
-    DIR *d;
-    struct dirent *e;
-    char path[512];
-
     pthread_mutex_lock(&flock_);
     memset(faults, 0, sizeof(faults));
     pthread_mutex_unlock(&flock_);
-    d = opendir(dir);
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] != '.') {
-            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-            unlink(path);
-        }
-    }
-    if (d != NULL) {
-        closedir(d);
-    }
-    rmdir(dir);
+    gw_test_rmdir(dir);
 }
 
 static pthread_mutex_t dlock = PTHREAD_MUTEX_INITIALIZER;
