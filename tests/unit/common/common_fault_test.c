@@ -442,6 +442,19 @@ START_TEST(test_canonical_form_refusals)
     ck_assert_str_eq(canon, "{\"name\":\"R\",\"type\":\"record\",\"fields\":[{\"name\":\"a\","
                             "\"type\":{\"type\":\"array\",\"items\":\"long\"}}]}");
     free(canon);
+    /* Inside namespace "ns" a short name defined in the null namespace still resolves. */
+    canon = cm_avro_canonical_form(
+        "{\"type\":\"record\",\"name\":\"R\",\"fields\":["
+        "{\"name\":\"a\",\"type\":{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"X\"]}},"
+        "{\"name\":\"b\",\"type\":{\"type\":\"record\",\"name\":\"S\",\"namespace\":\"ns\","
+        "\"fields\":[{\"name\":\"c\",\"type\":\"E\"}]}}]}",
+        &err);
+    ck_assert_msg(canon != NULL, "%s", err.msg);
+    ck_assert_str_eq(canon, "{\"name\":\"R\",\"type\":\"record\",\"fields\":["
+                            "{\"name\":\"a\",\"type\":{\"name\":\"E\",\"type\":\"enum\","
+                            "\"symbols\":[\"X\"]}},{\"name\":\"b\",\"type\":{\"name\":\"ns.S\","
+                            "\"type\":\"record\",\"fields\":[{\"name\":\"c\",\"type\":\"E\"}]}}]}");
+    free(canon);
 }
 END_TEST
 
