@@ -911,7 +911,7 @@ static void *shutdown_in_background(void *arg)
 }
 
 /* While draining, a client on an open keep-alive connection gets its new webhook refused with
- * 503 before the body is read (the in-flight one still completes). The probe is signed for
+ * 503 before the body is read, and /readyz fails (the in-flight one still completes). The probe is signed for
  * another body: 401 until the drain starts, then 503. */
 START_TEST(test_draining_refuses_new_webhooks)
 {
@@ -922,18 +922,23 @@ START_TEST(test_draining_refuses_new_webhooks)
     struct resp r;
     struct curl_slist *hl;
     CURL *c = curl_easy_init();
+    CURL *c2 = curl_easy_init();
     int64_t until;
 
+    cfg.delivery_timeout_ms = 8000; /* the in-flight one holds the drain open for 4 s */
     start_server();
-    rd_kafka_mock_broker_set_rtt(mock(), 1, 2000);
+    rd_kafka_mock_broker_set_rtt(mock(), 1, 4000);
     b.body = "{\"user_id\":11}";
     whoop_headers(b.body, 0, sig, ts, hdrs);
     b.hdrs = hdrs;
-    prepare_request(c, "POST", "/webhooks/whoop", hdrs, "{\"user_id\":12}", &r, &hl);
-    ck_assert_int_eq(curl_easy_perform(c), CURLE_OK); /* opens the keep-alive connection */
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_slist_free_all(hl);
-    ck_assert_int_eq(r.status, 401);
+    for (int i = 0; i < 2; i++) { /* open two keep-alive connections */
+        CURL *h = i == 0 ? c : c2;
+        prepare_request(h, "POST", "/webhooks/whoop", hdrs, "{\"user_id\":12}", &r, &hl);
+        ck_assert_int_eq(curl_easy_perform(h), CURLE_OK);
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
+        curl_slist_free_all(hl);
+        ck_assert_int_eq(r.status, 401);
+    }
     pthread_create(&t, NULL, post_in_background, &b);
     wait_in_flight_gauge(1);
     pthread_create(&st, NULL, shutdown_in_background, srv);
@@ -948,7 +953,16 @@ START_TEST(test_draining_refuses_new_webhooks)
     ck_assert_int_eq(r.status, 503);
     ck_assert_str_eq(r.body, "{\"error\":\"shutting_down\"}");
     ck_assert_str_eq(r.retry_after, "1");
+    /* That answer closed its connection (the body was not read); the second one asks /readyz. */
+    curl_easy_reset(c2);
+    prepare_request(c2, "GET", "/readyz", NULL, NULL, &r, &hl);
+    ck_assert_int_eq(curl_easy_perform(c2), CURLE_OK);
+    curl_easy_getinfo(c2, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_slist_free_all(hl);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_ptr_nonnull(strstr(r.body, "shutting down"));
     curl_easy_cleanup(c);
+    curl_easy_cleanup(c2);
     pthread_join(t, NULL);
     ck_assert_int_eq(b.r.status, 200);
     pthread_join(st, NULL);
