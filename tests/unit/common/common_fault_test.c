@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -487,6 +488,43 @@ START_TEST(test_httpd_response_failure)
 }
 END_TEST
 
+/* A NAME_FILE over 64 KiB is refused (naming the variable), and a size whose suffix overflows
+ * size_t is invalid rather than wrapped. */
+START_TEST(test_cfg_limits)
+{
+    struct tcfg {
+        size_t size;
+    } c = {0};
+    static const struct cm_cfg_field fields[] = {
+        {.env = "CM_FAULT_SIZE", .type = CM_CFG_SIZE, .def = "1",
+         .off = offsetof(struct tcfg, size)},
+        {0},
+    };
+    struct cm_err err = {{0}};
+    char path[] = "/tmp/common_fault_cfg.XXXXXX";
+    int fd = mkstemp(path);
+    static char big[70 * 1024];
+
+    ck_assert_int_ge(fd, 0);
+    memset(big, 'x', sizeof(big));
+    ck_assert_int_eq(write(fd, big, sizeof(big)), (ssize_t)sizeof(big));
+    close(fd);
+    setenv("CM_FAULT_SECRET_FILE", path, 1);
+    ck_assert_ptr_null(cm_cfg_getenv("CM_FAULT_SECRET", &err));
+    unsetenv("CM_FAULT_SECRET_FILE");
+    unlink(path);
+    ck_assert_ptr_nonnull(strstr(err.msg, "CM_FAULT_SECRET_FILE: file larger than"));
+
+    setenv("CM_FAULT_SIZE", "17179869184g", 1);
+    ck_assert_int_eq(cm_cfg_load(fields, &c, &err), CM_INVALID);
+    ck_assert_ptr_nonnull(strstr(err.msg, "CM_FAULT_SIZE"));
+    setenv("CM_FAULT_SIZE", "2g", 1);
+    ck_assert_int_eq(cm_cfg_load(fields, &c, &err), CM_OK);
+    unsetenv("CM_FAULT_SIZE");
+    ck_assert_uint_eq(c.size, (size_t)2 << 30);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("common_fault");
@@ -515,6 +553,7 @@ int main(void)
     tcase_add_test(edges, test_vault_limits);
     tcase_add_test(edges, test_canonical_form_refusals);
     tcase_add_test(edges, test_httpd_response_failure);
+    tcase_add_test(edges, test_cfg_limits);
     suite_add_tcase(s, edges);
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
