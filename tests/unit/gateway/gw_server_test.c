@@ -911,8 +911,8 @@ static void *shutdown_in_background(void *arg)
 }
 
 /* While draining, a client on an open keep-alive connection gets its new webhook refused with
- * 503 before the body is read, and /readyz fails (the in-flight one still completes). The probe is signed for
- * another body: 401 until the drain starts, then 503. */
+ * 503 before the body is read, and /readyz fails (the in-flight one still completes). The probe
+ * is signed for another body: 401 until the drain starts, then 503. */
 START_TEST(test_draining_refuses_new_webhooks)
 {
     const char *hdrs[5];
