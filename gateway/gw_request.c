@@ -172,6 +172,11 @@ static void route(struct gw_request *req, const char *url, const char *method)
         req->phase = GW_REPLY;
         return;
     }
+    /* Raw bytes beyond ASCII are not legal in a URL, and the record's query must be UTF-8. */
+    if (req->query != NULL && !cm_utf8_valid(req->query, strlen(req->query))) {
+        set_error(req, 400, "bad_query");
+        return;
+    }
     if (atomic_load(&req->ctx->draining)) {
         req->retry_after = RETRY_AFTER_BUSY;
         set_error(req, 503, "shutting_down");
@@ -291,6 +296,13 @@ static enum cm_rc encode_record(struct gw_request *req, struct cm_err *err)
     snprintf(path, sizeof(path), "%s%s", WEBHOOKS_PREFIX, req->vendor->name);
     for (size_t i = 0; gw_vendor_kept_headers[i] != NULL && nh < CM_ARRAY_LEN(headers); i++) {
         const char *val = lookup_header(req->conn, gw_vendor_kept_headers[i]);
+        if (val != NULL && !cm_utf8_valid(val, strlen(val))) {
+            /* obs-text (RFC 9110) is legal in a header but not in an Avro string: the header is
+             * left out rather than the webhook refused with a 500 on every retry. */
+            cm_log_warn("gateway.header_dropped", "req=%s vendor=%s header=%s reason=not_utf8",
+                        req->id, req->label, gw_vendor_kept_headers[i]);
+            continue;
+        }
         if (val != NULL) {
             headers[nh].name = (char *)gw_vendor_kept_headers[i];
             headers[nh].value = (char *)val;

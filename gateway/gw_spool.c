@@ -215,7 +215,8 @@ void gw_spool_encode(uint8_t *out, const char *key, size_t keylen, const void *v
     put32(out + 8, gw_spool_crc32(gw_spool_crc32(0, out + 4, 4), out + HEADER_BYTES, plen));
 }
 
-/* Read the first `limit` bytes of a segment (all of it when limit is 0). */
+/* Read the first `limit` bytes of a segment (all of it when limit is 0); NULL when it cannot be
+ * opened or read (a read error is never taken for the end of the file). */
 static uint8_t *read_segment(struct gw_spool *sp, uint64_t seq, uint64_t limit, size_t *len)
 {
     char name[NAME_MAX_LEN];
@@ -240,10 +241,16 @@ static uint8_t *read_segment(struct gw_spool *sp, uint64_t seq, uint64_t limit, 
     buf = cm_xmalloc(want > 0 ? want : 1);
     while (got < want) {
         ssize_t n = read(fd, buf + got, want - got);
-        if (n <= 0) {
-            if (n < 0 && errno == EINTR) {
-                continue;
-            }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            /* Unreadable, not short: recovery would cut (or delete) records it never saw. */
+            close(fd);
+            free(buf);
+            return NULL;
+        }
+        if (n == 0) {
             break;
         }
         got += (size_t)n;

@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "cm/records.h"
 #include "gw_cfg.h"
 
 #define WEBHOOKS_PREFIX "/webhooks/"
@@ -113,7 +114,8 @@ bool gw_vendor_content_type_ok(enum gw_body_kind kind, const char *ctype)
                                             : "application/json";
     size_t n;
 
-    if (ctype == NULL) {
+    /* The value is recorded as an Avro string: parameters that are not UTF-8 are refused. */
+    if (ctype == NULL || !cm_utf8_valid(ctype, strlen(ctype))) {
         return false;
     }
     while (*ctype == ' ' || *ctype == '\t') {

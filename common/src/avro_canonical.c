@@ -6,10 +6,11 @@
  * [PRIMITIVES] {"type":"int"} becomes "int"; [FULLNAMES] names are resolved against the enclosing
  * namespace and "namespace" is dropped; [STRIP] only name, type, fields, symbols, items, values and
  * size survive (logicalType, doc, aliases, default, order go); [ORDER] they are written in that
- * order; [STRINGS] jansson has already decoded the escapes and strings are written as UTF-8 with
- * only the escapes JSON requires; [INTEGERS] a fixed's size is written as a plain decimal;
- * [WHITESPACE] none is written. A named type is written in full where it is first defined and as
- * its quoted fullname wherever it appears again, like the Java reference implementation. */
+ * order; [STRINGS] jansson has already decoded the escapes, and every string written is a
+ * validated name or a type keyword, which needs no escape; [INTEGERS] a fixed's size is written
+ * as a plain decimal; [WHITESPACE] none is written. A named type is written in full where it is
+ * first defined and as its quoted fullname wherever it appears again, like the Java reference
+ * implementation. */
 #include "cm/records.h"
 
 #include <jansson.h>
@@ -119,37 +120,12 @@ static void put(struct canon *c, const char *s)
     (void)cm_buf_append_str(&c->out, s);
 }
 
+/* Every string written is a name checked by valid_simple_name / valid_dotted or one of the fixed
+ * type keywords, all of [A-Za-z0-9_.]: none needs a JSON escape. */
 static void put_string(struct canon *c, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
-
     put(c, "\"");
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        char esc[7] = { '\\', 0, 0, 0, 0, 0, 0 };
-        switch (*p) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        default:
-            if (*p < 0x20) {
-                esc[1] = 'u';
-                esc[2] = '0';
-                esc[3] = '0';
-                esc[4] = hex[*p >> 4];
-                esc[5] = hex[*p & 0x0f];
-            }
-            break;
-        }
-        if (esc[1] != 0) {
-            put(c, esc);
-        } else {
-            (void)cm_buf_append(&c->out, p, 1);
-        }
-    }
+    put(c, s);
     put(c, "\"");
 }
 

@@ -347,6 +347,11 @@ static bool valid_utf8(const uint8_t *s, size_t n)
     return true;
 }
 
+bool cm_utf8_valid(const void *s, size_t n)
+{
+    return valid_utf8(s, n);
+}
+
 #define AT(base, off, type) ((type *)(void *)((base) + (off)))
 #define CAT(base, off, type) ((type const *)(const void *)((base) + (off)))
 

@@ -112,6 +112,9 @@ const char *cm_records_canonical_form(enum cm_record_type t);
 char *cm_avro_canonical_form(const char *schema_json, struct cm_err *err);
 uint64_t cm_avro_crc64(const void *data, size_t len);
 
+/* true when s[0..n) is strict UTF-8 (what an Avro string field accepts). */
+bool cm_utf8_valid(const void *s, size_t n);
+
 enum cm_rc cm_raw_webhook_encode(const struct cm_raw_webhook *r, struct cm_buf *out, struct cm_err *err);
 enum cm_rc cm_raw_webhook_decode(const void *data, size_t len, struct cm_raw_webhook *r, struct cm_err *err);
 void cm_raw_webhook_fini(struct cm_raw_webhook *r);

@@ -314,8 +314,59 @@ START_TEST(test_cfg_bounds)
 }
 END_TEST
 
+/* ---- unconfigured and unknown ---- */
+
+/* Strava without its verify token refuses the handshake; a vendor without one answers 405. */
+START_TEST(test_handshake_unconfigured_and_none)
+{
+    struct arg ok[] = {{"hub.mode", "subscribe"},
+                       {"hub.verify_token", "strava-token"},
+                       {"hub.challenge", "c"},
+                       {NULL, NULL}};
+
+    cfg.strava_verify_token = NULL;
+    gw_handshake_answer(GW_HANDSHAKE_STRAVA, &cfg, lookup, ok, &reply);
+    ck_assert_uint_eq(reply.status, 404);
+    ck_assert_str_eq(reply.reason, "handshake_not_configured");
+    gw_handshake_answer(GW_HANDSHAKE_NONE, &cfg, lookup, ok, &reply);
+    ck_assert_uint_eq(reply.status, 405);
+    ck_assert_str_eq(reply.reason, "method_not_allowed");
+}
+END_TEST
+
+/* A path-token vendor without its token answers 404 vendor_not_configured whatever the path;
+ * the app vendor with a secret but no derived key is not enabled. */
+START_TEST(test_unconfigured_routes)
+{
+    struct gw_route rt;
+
+    gw_route_decide(&cfg, "/webhooks/garmin/anything", "POST", &rt);
+    ck_assert_int_eq(rt.kind, GW_ROUTE_REJECT);
+    ck_assert_uint_eq(rt.status, 404);
+    ck_assert_str_eq(rt.reason, "vendor_not_configured");
+    cfg.secret_app = "whsec_Zm9vYmFy"; /* not derived: app_key_len stays 0 */
+    ck_assert(!gw_vendor_enabled(gw_vendor_find("app", 3), &cfg));
+    gw_cfg_fini(NULL); /* NULL-safe */
+}
+END_TEST
+
+/* A WEBHOOK_SECRET_APP that does not decode stops the gateway at start-up with status 2. */
+START_TEST(test_cfg_bad_app_secret_exits)
+{
+    struct gw_cfg c;
+    char prog[] = "auren-gateway";
+    char *argv[] = {prog, NULL};
+
+    clear_env();
+    setenv("WEBHOOK_SECRET_APP", "whsec_!!!", 1);
+    gw_cfg_load_or_exit(&c, 1, argv);
+    gw_cfg_fini(&c);
+}
+END_TEST
+
 static Suite *gw_handshake_suite(void)
 {
+    const char *fork_mode = getenv("CK_FORK");
     Suite *s = suite_create("gw_handshake");
     TCase *hs = tcase_create("handshakes");
     TCase *vendor = tcase_create("vendor_table");
@@ -341,6 +392,12 @@ static Suite *gw_handshake_suite(void)
     tcase_add_test(config, test_cfg_defaults);
     tcase_add_test(config, test_cfg_app_secret);
     tcase_add_test(config, test_cfg_bounds);
+    tcase_add_test(vendor, test_handshake_unconfigured_and_none);
+    tcase_add_test(vendor, test_unconfigured_routes);
+    /* exit()ing cases need Check's fork (CK_FORK=no runs every case in one process). */
+    if (fork_mode == NULL || strcmp(fork_mode, "no") != 0) {
+        tcase_add_exit_test(config, test_cfg_bad_app_secret_exits, 2);
+    }
     suite_add_tcase(s, config);
     return s;
 }

@@ -106,10 +106,10 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
 }
 
 /* Build (not perform) a request; headers is a NULL-terminated list of "Name: value". */
-static CURL *make_request(const char *method, const char *path, const char *const *headers,
-                          const char *body, struct resp *r, struct curl_slist **hl)
+static void prepare_request(CURL *c, const char *method, const char *path,
+                            const char *const *headers, const char *body, struct resp *r,
+                            struct curl_slist **hl)
 {
-    CURL *c = curl_easy_init();
     char url[512];
 
     memset(r, 0, sizeof(*r));
@@ -135,6 +135,14 @@ static CURL *make_request(const char *method, const char *path, const char *cons
     }
     *hl = curl_slist_append(*hl, "Expect:");
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hl);
+}
+
+static CURL *make_request(const char *method, const char *path, const char *const *headers,
+                          const char *body, struct resp *r, struct curl_slist **hl)
+{
+    CURL *c = curl_easy_init();
+
+    prepare_request(c, method, path, headers, body, r, hl);
     return c;
 }
 
@@ -167,13 +175,19 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-static void start_server(void)
+/* The server on a one-broker mock cluster, plus `extra` Kafka name/value pairs (NULL-ended). */
+static void start_server_with(const char *const *extra)
 {
-    static const char *const props[] = {"test.mock.num.brokers", "1", NULL};
+    const char *props[16] = {"test.mock.num.brokers", "1"};
+    size_t np = 2;
     struct cm_err err = {{0}};
     struct resp r;
     int64_t until;
 
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && np < 15; i++) {
+        props[np++] = extra[i];
+    }
+    props[np] = NULL;
     srv = gw_server_new(&cfg, props, &err);
     ck_assert_msg(srv != NULL, "gw_server_new: %s", err.msg);
     snprintf(base, sizeof(base), "http://127.0.0.1:%u", (unsigned)gw_server_port(srv));
@@ -183,6 +197,11 @@ static void start_server(void)
         sleep_ms(100);
     }
     ck_assert_int_eq(r.status, 200);
+}
+
+static void start_server(void)
+{
+    start_server_with(NULL);
 }
 
 static rd_kafka_mock_cluster_t *mock(void)
@@ -752,6 +771,249 @@ START_TEST(test_shutdown_answers_in_flight)
 }
 END_TEST
 
+/* ---- hostile clients and Kafka refusals ---- */
+
+/* Wait (bounded) until the gateway's in-flight gauge shows `n` requests. */
+static void wait_in_flight_gauge(double n)
+{
+    int64_t until = now_ms() + 20000;
+
+    while (metric_value("auren_gateway_in_flight") != n && now_ms() < until) {
+        sleep_ms(20);
+    }
+    ck_assert(metric_value("auren_gateway_in_flight") == n);
+}
+
+/* An unknown method is refused with Allow; a body streamed without end past the discard budget
+ * (4 x MAX_BODY_BYTES) gets the connection closed instead of being read forever. */
+START_TEST(test_hostile_method_and_endless_body)
+{
+    struct chunk_src src = {.left = (size_t)4096 * 6};
+    struct curl_slist *hl;
+    struct resp r;
+    const char *hdrs[] = {"Content-Type: application/json", "Transfer-Encoding: chunked", NULL};
+    CURL *c;
+    CURLcode rc;
+
+    start_server();
+    ck_assert_int_eq(http("BREW", "/webhooks/whoop", NULL, NULL, &r), 405);
+    ck_assert_str_eq(r.allow, "POST");
+    c = make_request("POST", "/webhooks/whoop", hdrs, NULL, &r, &hl);
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "POST");
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(c, CURLOPT_READDATA, &src);
+    rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    ck_assert_msg(rc != CURLE_OK && r.status == 0, "curl %d status %ld", (int)rc, r.status);
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(c);
+    ck_assert_int_eq(http("GET", "/healthz", NULL, NULL, &r), 200);
+}
+END_TEST
+
+/* The produce queue refuses the second of two concurrent webhooks (one message allowed): that
+ * request is answered 503 at once, the first one 200 once acknowledged. */
+START_TEST(test_produce_refused_503)
+{
+    static const char *const one[] = {"queue.buffering.max.messages", "1", NULL};
+    const char *hdrs[5];
+    char sig[128], ts[64];
+    struct bg b;
+    pthread_t t;
+    struct resp r;
+
+    start_server_with(one);
+    rd_kafka_mock_broker_set_rtt(mock(), 1, 1500);
+    b.body = "{\"user_id\":8}";
+    whoop_headers(b.body, 0, sig, ts, hdrs);
+    b.hdrs = hdrs;
+    pthread_create(&t, NULL, post_in_background, &b);
+    wait_in_flight_gauge(1);
+    ck_assert_int_eq(http("POST", "/webhooks/whoop", hdrs, b.body, &r), 503);
+    ck_assert_str_eq(r.body, "{\"error\":\"kafka_unavailable\"}");
+    ck_assert_str_eq(r.retry_after, "5");
+    pthread_join(t, NULL);
+    ck_assert_int_eq(b.r.status, 200);
+}
+END_TEST
+
+/* A delivery refused by the broker (not authorized) is a 503, not a 2xx. */
+START_TEST(test_delivery_refused_503)
+{
+    const char *hdrs[5];
+    char sig[128], ts[64];
+    struct resp r;
+
+    start_server();
+    rd_kafka_mock_push_request_errors(mock(), 0 /* Produce */, 1,
+                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    whoop_headers("{\"user_id\":9}", 0, sig, ts, hdrs);
+    ck_assert_int_eq(http("POST", "/webhooks/whoop", hdrs, "{\"user_id\":9}", &r), 503);
+    ck_assert_str_eq(r.body, "{\"error\":\"kafka_unavailable\"}");
+}
+END_TEST
+
+/* Two requests waiting for their acknowledgements at once are each answered. */
+START_TEST(test_concurrent_waits_each_answered)
+{
+    const char *hdrs[5];
+    char sig[128], ts[64];
+    struct bg b[2];
+    pthread_t t[2];
+
+    start_server();
+    whoop_headers("{\"user_id\":9}", 0, sig, ts, hdrs);
+    rd_kafka_mock_broker_set_rtt(mock(), 1, 1500); /* within DELIVERY_TIMEOUT_MS (3 s) */
+    for (int i = 0; i < 2; i++) {
+        b[i].body = "{\"user_id\":9}";
+        b[i].hdrs = hdrs;
+        pthread_create(&t[i], NULL, post_in_background, &b[i]);
+        wait_in_flight_gauge(i + 1);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_int_eq(b[i].r.status, 200);
+    }
+}
+END_TEST
+
+/* Answered 503 at the gateway's deadline, acknowledged by Kafka later (message.timeout.ms longer
+ * than DELIVERY_TIMEOUT_MS): the record is in Kafka, the vendor's retry will be a duplicate. */
+START_TEST(test_late_delivery_after_deadline)
+{
+    static const char *const slow[] = {"message.timeout.ms", "20000", NULL};
+    const char *body = "{\"user_id\":10,\"id\":\"late\"}";
+    const char *hdrs[5];
+    char sig[128], ts[64];
+    struct resp r;
+    struct cm_raw_webhook rec;
+    char key[64];
+
+    cfg.delivery_timeout_ms = 800;
+    start_server_with(slow);
+    rd_kafka_mock_broker_set_rtt(mock(), 1, 2500);
+    whoop_headers(body, 0, sig, ts, hdrs);
+    ck_assert_int_eq(http("POST", "/webhooks/whoop", hdrs, body, &r), 503);
+    ck_assert_str_eq(r.body, "{\"error\":\"delivery_timeout\"}");
+    rd_kafka_mock_broker_set_rtt(mock(), 1, 0);
+    ck_assert(consume_one(&rec, key, sizeof(key)));
+    ck_assert_uint_eq(rec.body_len, strlen(body));
+    ck_assert_int_eq(memcmp(rec.body, body, rec.body_len), 0);
+    cm_raw_webhook_fini(&rec);
+}
+END_TEST
+
+static void *shutdown_in_background(void *arg)
+{
+    gw_server_shutdown(arg);
+    return NULL;
+}
+
+/* While draining, a client on an open keep-alive connection gets its new webhook refused with
+ * 503 before the body is read, and /readyz fails (the in-flight one still completes). The probe
+ * is signed for another body: 401 until the drain starts, then 503. */
+START_TEST(test_draining_refuses_new_webhooks)
+{
+    const char *hdrs[5];
+    char sig[128], ts[64];
+    struct bg b;
+    pthread_t t, st;
+    struct resp r;
+    struct curl_slist *hl;
+    CURL *c = curl_easy_init();
+    CURL *c2 = curl_easy_init();
+    int64_t until;
+
+    cfg.delivery_timeout_ms = 8000; /* the in-flight one holds the drain open for 4 s */
+    start_server();
+    rd_kafka_mock_broker_set_rtt(mock(), 1, 4000);
+    b.body = "{\"user_id\":11}";
+    whoop_headers(b.body, 0, sig, ts, hdrs);
+    b.hdrs = hdrs;
+    for (int i = 0; i < 2; i++) { /* open two keep-alive connections */
+        CURL *h = i == 0 ? c : c2;
+        prepare_request(h, "POST", "/webhooks/whoop", hdrs, "{\"user_id\":12}", &r, &hl);
+        ck_assert_int_eq(curl_easy_perform(h), CURLE_OK);
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r.status);
+        curl_slist_free_all(hl);
+        ck_assert_int_eq(r.status, 401);
+    }
+    pthread_create(&t, NULL, post_in_background, &b);
+    wait_in_flight_gauge(1);
+    pthread_create(&st, NULL, shutdown_in_background, srv);
+    until = now_ms() + 20000;
+    do {
+        curl_easy_reset(c);
+        prepare_request(c, "POST", "/webhooks/whoop", hdrs, "{\"user_id\":12}", &r, &hl);
+        ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+        curl_slist_free_all(hl);
+    } while (r.status == 401 && now_ms() < until);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_str_eq(r.body, "{\"error\":\"shutting_down\"}");
+    ck_assert_str_eq(r.retry_after, "1");
+    /* That answer closed its connection (the body was not read); the second one asks /readyz. */
+    curl_easy_reset(c2);
+    prepare_request(c2, "GET", "/readyz", NULL, NULL, &r, &hl);
+    ck_assert_int_eq(curl_easy_perform(c2), CURLE_OK);
+    curl_easy_getinfo(c2, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_slist_free_all(hl);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_ptr_nonnull(strstr(r.body, "shutting down"));
+    curl_easy_cleanup(c);
+    curl_easy_cleanup(c2);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(b.r.status, 200);
+    pthread_join(st, NULL);
+}
+END_TEST
+
+/* A kept header whose value is not UTF-8 (obs-text a proxy may pass on) is left out of the record;
+ * the signed webhook is still accepted (it was answered 500 encode_failed, and every retry of the
+ * vendor failed the same way). */
+START_TEST(test_non_utf8_header_left_out)
+{
+    const char *body = "{\"user_id\":13}";
+    const char *hdrs[5];
+    char sig[128], ts[64];
+    struct resp r;
+    struct cm_raw_webhook rec;
+    char key[64];
+
+    start_server();
+    whoop_headers(body, 0, sig, ts, hdrs);
+    hdrs[3] = "User-Agent: proxy\xff\xfe";
+    ck_assert_int_eq(http("POST", "/webhooks/whoop", hdrs, body, &r), 200);
+    memset(&rec, 0, sizeof(rec));
+    ck_assert(consume_one(&rec, key, sizeof(key)));
+    ck_assert_uint_eq(rec.body_len, strlen(body));
+    ck_assert_ptr_null(find_header(&rec, "user-agent"));
+    ck_assert_str_eq(find_header(&rec, "content-type"), "application/json");
+    cm_raw_webhook_fini(&rec);
+}
+END_TEST
+
+/* Bytes that are not UTF-8 where the record needs a string: in the query (raw bytes are not
+ * legal in a URL) 400, in the Content-Type parameters 415; never a 500 the vendor retries. */
+START_TEST(test_non_utf8_query_and_content_type)
+{
+    const char *body = "{\"user_id\":14}";
+    const char *hdrs[5];
+    char sig[128], ts[64];
+    struct resp r;
+
+    start_server();
+    whoop_headers(body, 0, sig, ts, hdrs);
+    ck_assert_int_eq(http("POST", "/webhooks/whoop?x=\xff\xfe", hdrs, body, &r), 400);
+    ck_assert_str_eq(r.body, "{\"error\":\"bad_query\"}");
+    hdrs[2] = "Content-Type: application/json; charset=\xff";
+    ck_assert_int_eq(http("POST", "/webhooks/whoop", hdrs, body, &r), 415);
+    hdrs[2] = "Content-Type: application/json";
+    ck_assert_int_eq(http("POST", "/webhooks/whoop?x=%ff", hdrs, body, &r), 200);
+}
+END_TEST
+
 static Suite *gw_server_suite(void)
 {
     Suite *s = suite_create("gw_server");
@@ -777,6 +1039,14 @@ static Suite *gw_server_suite(void)
     tcase_add_test(misc, test_handshakes_over_http);
     tcase_add_test(misc, test_ops_routes);
     tcase_add_test(misc, test_shutdown_answers_in_flight);
+    tcase_add_test(errors, test_hostile_method_and_endless_body);
+    tcase_add_test(errors, test_non_utf8_header_left_out);
+    tcase_add_test(errors, test_non_utf8_query_and_content_type);
+    tcase_add_test(pressure, test_produce_refused_503);
+    tcase_add_test(pressure, test_delivery_refused_503);
+    tcase_add_test(pressure, test_concurrent_waits_each_answered);
+    tcase_add_test(pressure, test_late_delivery_after_deadline);
+    tcase_add_test(misc, test_draining_refuses_new_webhooks);
     return s;
 }
 

@@ -16,31 +16,18 @@
 #include <unistd.h>
 
 #include "gw_spool.h"
+#include "gw_test_dir.h"
 
 static char dir[256];
 
 static void setup(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/gw_spool_test.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    gw_test_mkdtemp(dir, sizeof(dir), "/tmp/gw_spool_test.XXXXXX");
 }
 
 static void teardown(void)
 {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char path[512];
-
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] != '.') {
-            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-            unlink(path);
-        }
-    }
-    if (d != NULL) {
-        closedir(d);
-    }
-    rmdir(dir);
+    gw_test_rmdir(dir);
 }
 
 struct done_log {

@@ -2,6 +2,7 @@
  * self-computed with Python's hmac), then tampered body, wrong secret, stale and future timestamps,
  * missing and malformed headers for every vendor. */
 #include <check.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -387,6 +388,77 @@ START_TEST(test_codecs)
 }
 END_TEST
 
+/* ---- unconfigured vendors and a failing MAC implementation ---- */
+
+/* This binary is linked with -Wl,--wrap=EVP_MAC_CTX_new: armed, the MAC context cannot be
+ * created (as under memory pressure inside OpenSSL). */
+static int fail_mac_ctx;
+
+EVP_MAC_CTX *__real_EVP_MAC_CTX_new(EVP_MAC *mac);
+EVP_MAC_CTX *__wrap_EVP_MAC_CTX_new(EVP_MAC *mac);
+
+EVP_MAC_CTX *__wrap_EVP_MAC_CTX_new(EVP_MAC *mac)
+{
+    if (fail_mac_ctx > 0) {
+        fail_mac_ctx--;
+        return NULL;
+    }
+    return __real_EVP_MAC_CTX_new(mac);
+}
+
+/* A MAC that cannot be computed is a mismatch (a 401), never an acceptance. */
+START_TEST(test_mac_failure_is_mismatch)
+{
+    static const struct hdr polar[] = {{"Polar-Webhook-Signature", POLAR_SIG}, {NULL, NULL}};
+    static const struct hdr fitbit[] = {{"X-Fitbit-Signature", FITBIT_SIG}, {NULL, NULL}};
+    static const struct hdr terra[] = {{"terra-signature", "t=1723808700,v1=" TERRA_HEX},
+                                       {NULL, NULL}};
+    uint8_t mac[64];
+    size_t maclen = 0;
+    const void *parts[] = {"x"};
+    size_t lens[] = {1};
+
+    fail_mac_ctx = 1;
+    ck_assert_int_eq(run(gw_verify_whoop, whoop_ok, WHOOP_BODY, WHOOP_TS_MS), GW_VERIFY_MISMATCH);
+    fail_mac_ctx = 1;
+    ck_assert_int_eq(run(gw_verify_polar, polar, POLAR_BODY, 0), GW_VERIFY_MISMATCH);
+    fail_mac_ctx = 1;
+    ck_assert_int_eq(run(gw_verify_fitbit, fitbit, FITBIT_BODY, 0), GW_VERIFY_MISMATCH);
+    fail_mac_ctx = 1;
+    ck_assert_int_eq(run(gw_verify_terra, terra, TERRA_BODY, TERRA_NOW_MS), GW_VERIFY_MISMATCH);
+    fail_mac_ctx = 1;
+    ck_assert_int_eq(run(gw_verify_app, app_ok, APP_BODY, APP_NOW_MS), GW_VERIFY_MISMATCH);
+    ck_assert_int_eq(fail_mac_ctx, 0);
+    /* The same requests verify once the MAC works again. */
+    ck_assert_int_eq(run(gw_verify_whoop, whoop_ok, WHOOP_BODY, WHOOP_TS_MS), GW_VERIFY_OK);
+    ck_assert_int_eq(run(gw_verify_app, app_ok, APP_BODY, APP_NOW_MS), GW_VERIFY_OK);
+    /* An empty key or an unknown digest computes nothing. */
+    ck_assert(!gw_verify_hmac("SHA256", "", 0, parts, lens, 1, mac, &maclen));
+    ck_assert(!gw_verify_hmac("NO-SUCH-DIGEST", "k", 1, parts, lens, 1, mac, &maclen));
+}
+END_TEST
+
+/* Every verifier answers "not configured" without its secret; every verdict has its name. */
+START_TEST(test_unconfigured_and_verdict_names)
+{
+    static const verify_fn fns[] = {gw_verify_whoop, gw_verify_oura,  gw_verify_polar,
+                                    gw_verify_fitbit, gw_verify_terra, gw_verify_app,
+                                    gw_verify_google_health, gw_verify_garmin};
+
+    memset(&cfg, 0, sizeof(cfg));
+    for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
+        ck_assert_int_eq(run(fns[i], whoop_ok, WHOOP_BODY, WHOOP_TS_MS), GW_VERIFY_UNCONFIGURED);
+    }
+    ck_assert_str_eq(gw_verdict_str(GW_VERIFY_OK), "ok");
+    ck_assert_str_eq(gw_verdict_str(GW_VERIFY_UNCONFIGURED), "vendor_not_configured");
+    ck_assert_str_eq(gw_verdict_str(GW_VERIFY_MISSING), "missing_signature");
+    ck_assert_str_eq(gw_verdict_str(GW_VERIFY_MALFORMED), "malformed_signature");
+    ck_assert_str_eq(gw_verdict_str(GW_VERIFY_STALE), "stale_timestamp");
+    ck_assert_str_eq(gw_verdict_str(GW_VERIFY_MISMATCH), "bad_signature");
+    ck_assert_str_eq(gw_verdict_str((enum gw_verdict)99), "bad_signature");
+}
+END_TEST
+
 static Suite *gw_verify_suite(void)
 {
     Suite *s = suite_create("gw_verify");
@@ -404,6 +476,7 @@ static Suite *gw_verify_suite(void)
         {"app", {test_app_vector, test_app_failures}},
         {"shared_value", {test_google_health_authorization, test_garmin_client_id}},
         {"codecs", {test_codecs}},
+        {"faults", {test_mac_failure_is_mismatch, test_unconfigured_and_verdict_names}},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
