@@ -459,9 +459,14 @@ static void hook_pg_error(void *arg, const struct pers_pg_outcome *why);
 
 /* Start each newly assigned partition at the offset stored with the rows (consumer_offsets).
  * Without an answer from PostgreSQL the group's committed offsets apply: they never pass the
- * stored ones (Kafka commits after the database), so the worst case is an idempotent re-read. */
-static void seek_to_stored(struct pers_loop *l, rd_kafka_topic_partition_list_t *parts)
+ * stored ones (Kafka commits after the database), so the worst case is an idempotent re-read.
+ * Returns the stored positions found (new, for the Kafka commit after the assignment: an async
+ * commit lost to a rebalance would otherwise leave Kafka's offset, and the lag, behind on a
+ * partition that gets no new records), or NULL. */
+static rd_kafka_topic_partition_list_t *seek_to_stored(struct pers_loop *l,
+                                                       rd_kafka_topic_partition_list_t *parts)
 {
+    rd_kafka_topic_partition_list_t *stored = NULL;
     struct pers_pg_outcome out;
     struct cm_err err = {{0}};
     int32_t *ids;
@@ -470,7 +475,7 @@ static void seek_to_stored(struct pers_loop *l, rd_kafka_topic_partition_list_t 
     size_t found = 0;
 
     if (n == 0) {
-        return;
+        return NULL;
     }
     ids = cm_xmalloc(n * sizeof(*ids));
     next = cm_xmalloc(n * sizeof(*next));
@@ -485,6 +490,11 @@ static void seek_to_stored(struct pers_loop *l, rd_kafka_topic_partition_list_t 
         for (size_t i = 0; i < n; i++) {
             if (next[i] >= 0 && strcmp(parts->elems[i].topic, CM_TOPIC_NORMALIZED) == 0) {
                 parts->elems[i].offset = next[i];
+                if (stored == NULL) {
+                    stored = rd_kafka_topic_partition_list_new((int)n);
+                }
+                rd_kafka_topic_partition_list_add(stored, CM_TOPIC_NORMALIZED, ids[i])->offset =
+                    next[i];
                 found++;
                 cm_log_info("offsets.seek", "partition=%d offset=%lld", (int)ids[i],
                             (long long)next[i]);
@@ -494,6 +504,7 @@ static void seek_to_stored(struct pers_loop *l, rd_kafka_topic_partition_list_t 
     }
     free(ids);
     free(next);
+    return stored;
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
@@ -505,8 +516,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     rd_kafka_resp_err_t aerr = RD_KAFKA_RESP_ERR_NO_ERROR;
 
     if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        rd_kafka_topic_partition_list_t *stored;
         log_partitions("consumer.assigned", parts);
-        seek_to_stored(l, parts);
+        stored = seek_to_stored(l, parts);
         if (cooperative) {
             error = rd_kafka_incremental_assign(rk, parts);
         } else {
@@ -520,6 +532,12 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
             } else {
                 rd_kafka_resume_partitions(rk, parts);
             }
+            if (stored != NULL) {
+                rd_kafka_commit(rk, stored, 1); /* the result comes to on_commit */
+            }
+        }
+        if (stored != NULL) {
+            rd_kafka_topic_partition_list_destroy(stored);
         }
     } else {
         size_t dropped = pers_batch_drop(&l->batch, parts);
