@@ -1338,6 +1338,18 @@ static bool h_wait_exit(struct harness *h)
     return false;
 }
 
+/* Start the loop; it must stop by itself with CM_FATAL and no offset committed. */
+static void h_expect_fatal(struct harness *h)
+{
+    int64_t got[2];
+
+    h_start(h, test_url);
+    ck_assert(h_wait_exit(h));
+    ck_assert_int_eq(h->run.rc, CM_FATAL);
+    committed(h->watcher, got);
+    ck_assert_int_lt(got[0], 1);
+}
+
 static enum cm_rc h_stop(struct harness *h)
 {
     pers_loop_stop(h->run.loop);
@@ -1638,18 +1650,13 @@ END_TEST
 START_TEST(test_loop_dlq_producer_fatal)
 {
     struct harness h;
-    int64_t got[2];
 
     h_init(&h, 1, "dlqfatal");
     rd_kafka_mock_push_request_errors(h.mc, API_INIT_PRODUCER_ID, 1,
                                       RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED);
     produce(h.p, 0, "k", 1, "not avro", 8);
     h_flush(&h);
-    h_start(&h, test_url);
-    ck_assert(h_wait_exit(&h));
-    ck_assert_int_eq(h.run.rc, CM_FATAL);
-    committed(h.watcher, got);
-    ck_assert_int_lt(got[0], 1);
+    h_expect_fatal(&h);
     h_fini(&h);
 }
 END_TEST
@@ -1659,7 +1666,6 @@ END_TEST
 START_TEST(test_loop_reject_without_dlq_is_fatal)
 {
     struct harness h;
-    int64_t got[2];
 
     exec_ok("ALTER TABLE biometric_events ADD CONSTRAINT sane_value CHECK (value < 1000)");
     h_init(&h, 1, "rejfatal");
@@ -1667,11 +1673,7 @@ START_TEST(test_loop_reject_without_dlq_is_fatal)
                                       RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED);
     produce_value(h.p, 0, "rf-0", 5000);
     h_flush(&h);
-    h_start(&h, test_url);
-    ck_assert(h_wait_exit(&h));
-    ck_assert_int_eq(h.run.rc, CM_FATAL);
-    committed(h.watcher, got);
-    ck_assert_int_lt(got[0], 1);
+    h_expect_fatal(&h);
     ck_assert_uint_eq(count_rows(), 0);
     h_fini(&h);
 }
@@ -1682,7 +1684,6 @@ END_TEST
 START_TEST(test_loop_dlq_delivery_refused)
 {
     struct harness h;
-    int64_t got[2];
 
     h_init(&h, 1, "dlqdr");
     produce(h.p, 0, "k", 1, "not avro", 8);
@@ -1691,11 +1692,7 @@ START_TEST(test_loop_dlq_delivery_refused)
                                       RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
                                       RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
                                       RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
-    h_start(&h, test_url);
-    ck_assert(h_wait_exit(&h));
-    ck_assert_int_eq(h.run.rc, CM_FATAL);
-    committed(h.watcher, got);
-    ck_assert_int_lt(got[0], 1);
+    h_expect_fatal(&h);
     h_fini(&h);
 }
 END_TEST
