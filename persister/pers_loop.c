@@ -326,7 +326,8 @@ enum cm_rc pers_batch_store(struct pers_pg *pg, struct pers_batch *b, const char
 }
 
 enum cm_rc pers_batch_store_offsets(struct pers_pg *pg, const struct pers_batch *b,
-                                    const char *group, struct cm_err *err)
+                                    const char *group, const struct pers_store_hooks *hooks,
+                                    struct cm_err *err)
 {
     struct pers_pg_outcome out;
     size_t n_offs;
@@ -335,6 +336,9 @@ enum cm_rc pers_batch_store_offsets(struct pers_pg *pg, const struct pers_batch 
 
     if (offs != NULL) {
         rc = pers_pg_store_with_offsets(pg, NULL, 0, NULL, group, offs, n_offs, &out, err);
+        if (rc != CM_OK && hooks->pg_error != NULL) {
+            hooks->pg_error(hooks->arg, &out);
+        }
     }
     free(offs);
     return rc;
@@ -953,7 +957,7 @@ static enum cm_rc write_batch(struct pers_loop *l)
     if (rc == CM_OK && !st.offsets_stored) {
         rc = wait_dead_letters(l, failed_before, &err);
         if (rc == CM_OK) {
-            rc = pers_batch_store_offsets(l->pg, &l->batch, l->cfg->group_id, &err);
+            rc = pers_batch_store_offsets(l->pg, &l->batch, l->cfg->group_id, &hooks, &err);
             if (rc == CM_RETRY) {
                 atomic_store(&l->pg_ok, false);
             }

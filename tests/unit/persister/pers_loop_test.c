@@ -188,6 +188,7 @@ START_TEST(test_loop_new_rejects_bad_kafka_settings)
     expect_new_fails("KAFKA_FETCH_MAX_BYTES", "1000", "kafka consumer:");
     /* Not a librdkafka property at all. */
     expect_new_fails("KAFKA_NO_SUCH_PROPERTY", "1", "KAFKA_NO_SUCH_PROPERTY");
+    pers_loop_free(NULL); /* NULL-safe */
 }
 END_TEST
 
