@@ -5,6 +5,7 @@
 #include <check.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,10 +99,12 @@ static char *run(enum cm_rc (*fn)(const char *, FILE *, struct cm_err *), const 
     char *text = NULL;
     size_t len = 0;
     FILE *out = open_memstream(&text, &len);
+    enum cm_rc rc;
 
     memset(err, 0, sizeof(*err));
-    ck_assert_msg(fn(boot, out, err) == want, "%s", err->msg);
+    rc = fn(boot, out, err);
     fclose(out);
+    ck_assert_msg(rc == want, "rc=%d %s / %s", rc, err->msg, text);
     return text;
 }
 
@@ -251,6 +254,50 @@ START_TEST(test_refused_kafka_settings_are_invalid)
 }
 END_TEST
 
+/* The DLQ topic does not exist (topics not created yet): retry later, nothing printed. */
+START_TEST(test_missing_topic_is_retry)
+{
+    struct cluster c;
+    struct cm_err err;
+    char *text;
+
+    cluster_init(&c);
+    rd_kafka_mock_topic_set_error(c.mc, CM_TOPIC_DLQ, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+    text = run(adm_dlq_list, c.boot, CM_RETRY, &err);
+    ck_assert_msg(strstr(err.msg, "metadata unavailable") != NULL, "%s", err.msg);
+    ck_assert_str_eq(text, "");
+    free(text);
+    cluster_fini(&c);
+}
+END_TEST
+
+/* More kinds than the table holds: the overflow is folded into the last line, none is lost. */
+START_TEST(test_list_folds_kinds_beyond_the_table)
+{
+    struct cluster c;
+    struct cm_err err;
+    char *text;
+    size_t lines = 0;
+
+    cluster_init(&c);
+    for (int i = 0; i < 70; i++) {
+        char reason[24];
+        snprintf(reason, sizeof(reason), "reason_%02d", i);
+        put_dl(&c, i % 2, "processor", reason, CM_TOPIC_RAW, "v", cm_now_us());
+    }
+    flush(&c);
+    text = run(adm_dlq_list, c.boot, CM_OK, &err);
+    for (const char *p = text; (p = strstr(p, "\nprocessor\t")) != NULL; p++) {
+        lines++;
+    }
+    ck_assert_uint_eq(lines, 64);
+    ck_assert_msg(strstr(text, "\t7\t7\t") != NULL, "%s", text); /* 63 and the 6 past 64 */
+    ck_assert_msg(strstr(text, "# 70 dead letters, 70 pending replay\n") != NULL, "%s", text);
+    free(text);
+    cluster_fini(&c);
+}
+END_TEST
+
 static Suite *adm_dlq_suite(void)
 {
     Suite *s = suite_create("adm_dlq");
@@ -262,6 +309,8 @@ static Suite *adm_dlq_suite(void)
     tcase_add_test(tc, test_replay_commits_in_chunks);
     tcase_add_test(tc, test_replay_refused_producer_id_is_fatal);
     tcase_add_test(tc, test_refused_kafka_settings_are_invalid);
+    tcase_add_test(tc, test_missing_topic_is_retry);
+    tcase_add_test(tc, test_list_folds_kinds_beyond_the_table);
     suite_add_tcase(s, tc);
     return s;
 }
