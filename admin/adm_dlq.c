@@ -107,11 +107,10 @@ static enum cm_rc view_open(const char *brokers, struct dlq_view *v, struct cm_e
         e = rd_kafka_query_watermark_offsets(v->c, CM_TOPIC_DLQ, p->id, &p->low, &p->high,
                                              TIMEOUT_MS);
         p->cursor = list->elems[i].offset >= p->low ? list->elems[i].offset : p->low;
-        list->elems[i].offset = p->low;
     }
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        e = rd_kafka_assign(v->c, list);
-    }
+    /* No assignment here: view_seek makes the only one. Two assignments in a row followed by a
+     * close (an empty DLQ) abort inside librdkafka 2.0 (rd_kafka_assignment_partition_stopped:
+     * a partition stopped before it started). */
     rd_kafka_topic_partition_list_destroy(list);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         return cm_err_set(err, CM_RETRY, "%s: %s", CM_TOPIC_DLQ, rd_kafka_err2name(e));
@@ -366,16 +365,23 @@ enum cm_rc adm_dlq_replay(const char *brokers, FILE *out, struct cm_err *err)
     size_t replayed = 0, skipped = 0, in_txn = 0;
     bool from_cursor = true, open = false;
     rd_kafka_message_t *m;
-    enum cm_rc rc = view_open(brokers, &v, err);
+    enum cm_rc rc = CM_OK;
 
-    if (rc == CM_OK) {
-        rc = view_seek(&v, true, err);
-    }
-    if (rc == CM_OK && (p = new_txn_producer(brokers, err)) == NULL) {
+    /* The producer first: init_transactions fences an older replay before the cursor is read,
+     * and a consumer closed right after its assignment (no producer) aborts inside librdkafka
+     * 2.0 (rd_kafka_assignment_partition_stopped). */
+    memset(&v, 0, sizeof(v));
+    if ((p = new_txn_producer(brokers, err)) == NULL) {
         rc = CM_INVALID;
     }
     if (rc == CM_OK) {
         rc = txn_check(rd_kafka_init_transactions(p, TIMEOUT_MS), "init", err);
+    }
+    if (rc == CM_OK) {
+        rc = view_open(brokers, &v, err);
+    }
+    if (rc == CM_OK) {
+        rc = view_seek(&v, true, err);
     }
     offsets = rd_kafka_topic_partition_list_new(v.n_parts > 0 ? v.n_parts : 1);
     while (rc == CM_OK && (m = view_next(&v, &from_cursor, err)) != NULL) {

@@ -326,7 +326,8 @@ enum cm_rc pers_batch_store(struct pers_pg *pg, struct pers_batch *b, const char
 }
 
 enum cm_rc pers_batch_store_offsets(struct pers_pg *pg, const struct pers_batch *b,
-                                    const char *group, struct cm_err *err)
+                                    const char *group, const struct pers_store_hooks *hooks,
+                                    struct cm_err *err)
 {
     struct pers_pg_outcome out;
     size_t n_offs;
@@ -335,6 +336,9 @@ enum cm_rc pers_batch_store_offsets(struct pers_pg *pg, const struct pers_batch 
 
     if (offs != NULL) {
         rc = pers_pg_store_with_offsets(pg, NULL, 0, NULL, group, offs, n_offs, &out, err);
+        if (rc != CM_OK && hooks->pg_error != NULL) {
+            hooks->pg_error(hooks->arg, &out);
+        }
     }
     free(offs);
     return rc;
@@ -459,9 +463,14 @@ static void hook_pg_error(void *arg, const struct pers_pg_outcome *why);
 
 /* Start each newly assigned partition at the offset stored with the rows (consumer_offsets).
  * Without an answer from PostgreSQL the group's committed offsets apply: they never pass the
- * stored ones (Kafka commits after the database), so the worst case is an idempotent re-read. */
-static void seek_to_stored(struct pers_loop *l, rd_kafka_topic_partition_list_t *parts)
+ * stored ones (Kafka commits after the database), so the worst case is an idempotent re-read.
+ * Returns the stored positions found (new, for the Kafka commit after the assignment: an async
+ * commit lost to a rebalance would otherwise leave Kafka's offset, and the lag, behind on a
+ * partition that gets no new records), or NULL. */
+static rd_kafka_topic_partition_list_t *seek_to_stored(struct pers_loop *l,
+                                                       rd_kafka_topic_partition_list_t *parts)
 {
+    rd_kafka_topic_partition_list_t *stored = NULL;
     struct pers_pg_outcome out;
     struct cm_err err = {{0}};
     int32_t *ids;
@@ -470,7 +479,7 @@ static void seek_to_stored(struct pers_loop *l, rd_kafka_topic_partition_list_t 
     size_t found = 0;
 
     if (n == 0) {
-        return;
+        return NULL;
     }
     ids = cm_xmalloc(n * sizeof(*ids));
     next = cm_xmalloc(n * sizeof(*next));
@@ -485,6 +494,11 @@ static void seek_to_stored(struct pers_loop *l, rd_kafka_topic_partition_list_t 
         for (size_t i = 0; i < n; i++) {
             if (next[i] >= 0 && strcmp(parts->elems[i].topic, CM_TOPIC_NORMALIZED) == 0) {
                 parts->elems[i].offset = next[i];
+                if (stored == NULL) {
+                    stored = rd_kafka_topic_partition_list_new((int)n);
+                }
+                rd_kafka_topic_partition_list_add(stored, CM_TOPIC_NORMALIZED, ids[i])->offset =
+                    next[i];
                 found++;
                 cm_log_info("offsets.seek", "partition=%d offset=%lld", (int)ids[i],
                             (long long)next[i]);
@@ -494,6 +508,7 @@ static void seek_to_stored(struct pers_loop *l, rd_kafka_topic_partition_list_t 
     }
     free(ids);
     free(next);
+    return stored;
 }
 
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
@@ -505,8 +520,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     rd_kafka_resp_err_t aerr = RD_KAFKA_RESP_ERR_NO_ERROR;
 
     if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        rd_kafka_topic_partition_list_t *stored;
         log_partitions("consumer.assigned", parts);
-        seek_to_stored(l, parts);
+        stored = seek_to_stored(l, parts);
         if (cooperative) {
             error = rd_kafka_incremental_assign(rk, parts);
         } else {
@@ -520,6 +536,12 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
             } else {
                 rd_kafka_resume_partitions(rk, parts);
             }
+            if (stored != NULL) {
+                rd_kafka_commit(rk, stored, 1); /* the result comes to on_commit */
+            }
+        }
+        if (stored != NULL) {
+            rd_kafka_topic_partition_list_destroy(stored);
         }
     } else {
         size_t dropped = pers_batch_drop(&l->batch, parts);
@@ -935,7 +957,7 @@ static enum cm_rc write_batch(struct pers_loop *l)
     if (rc == CM_OK && !st.offsets_stored) {
         rc = wait_dead_letters(l, failed_before, &err);
         if (rc == CM_OK) {
-            rc = pers_batch_store_offsets(l->pg, &l->batch, l->cfg->group_id, &err);
+            rc = pers_batch_store_offsets(l->pg, &l->batch, l->cfg->group_id, &hooks, &err);
             if (rc == CM_RETRY) {
                 atomic_store(&l->pg_ok, false);
             }

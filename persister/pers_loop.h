@@ -108,9 +108,11 @@ struct pers_store_stats {
 enum cm_rc pers_batch_store(struct pers_pg *pg, struct pers_batch *b, const char *group,
                             const struct pers_store_hooks *hooks, struct pers_store_stats *st,
                             struct cm_err *err);
-/* Commit the batch's offsets of `group` alone, in one transaction. */
+/* Commit the batch's offsets of `group` alone, in one transaction (a failure goes to
+ * hooks->pg_error). */
 enum cm_rc pers_batch_store_offsets(struct pers_pg *pg, const struct pers_batch *b,
-                                    const char *group, struct cm_err *err);
+                                    const char *group, const struct pers_store_hooks *hooks,
+                                    struct cm_err *err);
 
 struct pers_loop;
 

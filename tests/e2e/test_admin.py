@@ -132,6 +132,54 @@ def test_kafka_errors_exit_1(stack, env_values):
     assert res.returncode == 1 and "metadata unavailable" in res.stderr, res.stderr
 
 
+def test_unreadable_file_variables_exit_2(stack, env_values, tmp_path):
+    # A NAME_FILE that cannot be read is a configuration error naming the variable.
+    missing = str(tmp_path / "missing")
+    cases = [
+        (("migrate",), "MIGRATIONS_DIR"),
+        (("topics", "create"), "KAFKA_BROKERS"),
+        (("dlq", "list"), "KAFKA_BROKERS"),
+        (("keys", "rotate"), "TOKEN_ENCRYPTION_KEYS"),
+    ]
+    for args, var in cases:
+        res = admin(env_values, *args, env={var + "_FILE": missing}, unset=(var,))
+        assert res.returncode == 2, (args, res.returncode, res.stderr)
+        assert var + "_FILE: cannot read file" in res.stderr, res.stderr
+
+
+def test_work_failures_exit_1(stack, env_values, tmp_path):
+    # Kafka settings librdkafka refuses: topics create stops before contacting anyone.
+    res = admin(env_values, "topics", "create", env={"KAFKA_NO_SUCH_PROPERTY": "1"})
+    assert res.returncode == 1 and "KAFKA_NO_SUCH_PROPERTY" in res.stderr, res.stderr
+    # A database without the migrated tables (PostgreSQL's own "postgres" database).
+    bare = TEST_DB.rsplit("/", 1)[0] + "/postgres"
+    res = admin(env_values, "connections", "list", env={"DATABASE_URL": bare})
+    assert res.returncode == 1 and "connections list" in res.stderr, res.stderr
+    res = admin(env_values, "keys", "rotate", env={"DATABASE_URL": bare})
+    assert res.returncode == 1 and "keys rotate" in res.stderr, res.stderr
+    token = tmp_path / "token"
+    token.write_text("secret-token")
+    res = admin(env_values, "connections", "add", "--vendor", "oura", "--vendor-user-id", "v",
+                "--user-id", "u", "--access-token-file", str(token),
+                env={"DATABASE_URL": bare})
+    assert res.returncode == 1 and "connections add" in res.stderr, res.stderr
+    assert "secret-token" not in res.stderr
+    # A migration that fails rolls back and exits 1 with its SQLSTATE; a recorded migration
+    # whose file has another name is warned about.
+    sql = tmp_path / "sql"
+    sql.mkdir()
+    (sql / "001_renamed.sql").write_text("SELECT 1;\n")
+    (sql / "999_broken.sql").write_text("CREATE TABLE broken (;\n")
+    res = admin(env_values, "migrate", "--dir", str(sql), env={"DATABASE_URL": TEST_DB})
+    assert res.returncode == 1, res.stderr
+    assert "migration 1 is recorded as" in res.stderr, res.stderr
+    assert "migration 999_broken: SQLSTATE 42601" in res.stderr, res.stderr
+    assert "schema_migrations" not in admin(env_values, "migrate",
+                                            env={"DATABASE_URL": TEST_DB}).stderr
+    res = admin(env_values, "migrate", env={"DATABASE_URL": TEST_DB})
+    assert res.returncode == 0, res.stderr
+
+
 def test_topics_create_warns_about_fewer_partitions(stack, env_values):
     res = admin(env_values, "topics", "create", "--partitions", "64")
     assert res.returncode == 0, res.stderr

@@ -65,6 +65,13 @@ def test_persister_empty_settings(stack, env_values, var):
     assert var in res.stderr
 
 
+def test_persister_refused_kafka_setting_exits_2(stack, env_values):
+    # The DLQ producer is idempotent: librdkafka refuses acks=1 when it creates the client.
+    res = run("persister", env_values, env={"KAFKA_ACKS": "1"})
+    assert res.returncode == 2, res.stderr
+    assert "auren-persister: config: kafka producer:" in res.stderr, res.stderr
+
+
 def test_gateway_port_in_use_exits_1(stack, env_values, tmp_path):
     # The stack's gateway holds 8080; a second one with its own spool cannot bind it.
     res = run("gateway", env_values, env={"HTTP_PORT": "8080", "SPOOL_DIR": str(tmp_path)})

@@ -1,6 +1,7 @@
 /* adm_conn: argument checks, and (with AUREN_TEST_DATABASE_URL) add / list / revoke against the
  * migrated schema: upsert keeps one row, list never shows tokens, revoke drops them. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,6 +156,27 @@ START_TEST(test_errors_carry_no_values)
 }
 END_TEST
 
+/* The server ends the session (an operator's pg_terminate_backend): the next statement reports
+ * a lost connection, retryable, without the arguments. */
+START_TEST(test_lost_connection_is_retry)
+{
+    struct cm_err err = { { 0 } };
+    char sql[128];
+
+    ck_assert_int_eq(adm_conn_add(test_pg, "oura", "ou-lost", "user-a", &err), CM_OK);
+    adm_pg_exec(test_pg, "SELECT pg_terminate_backend(pg_backend_pid())", "terminate", &err);
+    ck_assert_int_eq(adm_conn_revoke(test_pg, "oura", "ou-lost", &err), CM_RETRY);
+    ck_assert_msg(strstr(err.msg, "connections revoke: connection lost") != NULL, "%s", err.msg);
+    ck_assert_ptr_null(strstr(err.msg, "ou-lost"));
+    /* A new session for the fixture's cleanup. */
+    PQfinish(test_pg);
+    test_pg = adm_pg_connect(getenv("AUREN_TEST_DATABASE_URL"), &err);
+    ck_assert_msg(test_pg != NULL, "%s", err.msg);
+    snprintf(sql, sizeof(sql), "SET search_path TO %s", test_schema);
+    ck_assert_int_eq(adm_pg_exec(test_pg, sql, "fixture", &err), CM_OK);
+}
+END_TEST
+
 static Suite *adm_conn_suite(void)
 {
     Suite *s = suite_create("adm_conn");
@@ -173,6 +195,7 @@ static Suite *adm_conn_suite(void)
         tcase_add_test(tc, test_revoke_drops_tokens);
         tcase_add_test(tc, test_revoke_unknown_connection_fails);
         tcase_add_test(tc, test_errors_carry_no_values);
+        tcase_add_test(tc, test_lost_connection_is_retry);
         suite_add_tcase(s, tc);
     } else {
         fprintf(stderr, "adm_conn: AUREN_TEST_DATABASE_URL unset, database cases skipped\n");

@@ -291,6 +291,97 @@ START_TEST(test_concurrent_runs_apply_each_file_once)
 }
 END_TEST
 
+/* A file that vanished after the scan, and a file that is not text: the run stops before that
+ * migration with the reason; a recorded migration missing from the directory is warned about. */
+START_TEST(test_unreadable_files_and_unknown_recorded)
+{
+    struct cm_err err = { { 0 } };
+    struct adm_migrate_set set;
+    char *out = NULL;
+    size_t len = 0;
+    char path[256];
+    FILE *f;
+    char *v;
+
+    write_file("001_first.sql", "CREATE TABLE f1 (x integer);");
+    ck_assert_msg(apply_dir(test_pg, tmpdir, &out, &err) == CM_OK, "%s", err.msg);
+    free(out);
+
+    snprintf(path, sizeof(path), "%s/001_first.sql", tmpdir);
+    ck_assert_int_eq(unlink(path), 0);
+    write_file("002_gone.sql", "CREATE TABLE f2 (x integer);");
+    ck_assert_int_eq(adm_migrate_scan(tmpdir, &set, &err), CM_OK);
+    snprintf(path, sizeof(path), "%s/002_gone.sql", tmpdir);
+    ck_assert_int_eq(unlink(path), 0);
+    f = open_memstream(&out, &len);
+    ck_assert_int_eq(adm_migrate_apply(test_pg, &set, f, &err), CM_INVALID);
+    fclose(f);
+    free(out);
+    adm_migrate_set_fini(&set);
+    adm_migrate_set_fini(NULL); /* NULL-safe */
+    ck_assert_msg(strstr(err.msg, "migration 2_gone: cannot read") != NULL, "%s", err.msg);
+
+    snprintf(path, sizeof(path), "%s/003_binary.sql", tmpdir);
+    f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite("SELECT 1;\0\1", 1, 12, f), 12);
+    fclose(f);
+    ck_assert_int_eq(apply_dir(test_pg, tmpdir, &out, &err), CM_INVALID);
+    free(out);
+    ck_assert_msg(strstr(err.msg, "migration 3_binary: unreadable, too large or binary") != NULL,
+                  "%s", err.msg);
+    ck_assert_int_eq(unlink(path), 0);
+
+    /* Only 004 on disk: 1 is recorded but not among the files (a warning), 4 is applied. */
+    write_file("004_last.sql", "CREATE TABLE f4 (x integer);");
+    ck_assert_msg(apply_dir(test_pg, tmpdir, &out, &err) == CM_OK, "%s", err.msg);
+    ck_assert_ptr_nonnull(strstr(out, "migrations: 1 applied, 0 already present"));
+    free(out);
+    v = adm_test_db_value("SELECT string_agg(version::text, ',' ORDER BY version)"
+                          " FROM schema_migrations");
+    ck_assert_str_eq(v, "1,4");
+    free(v);
+}
+END_TEST
+
+/* A schema_migrations table of another tool (no name column) cannot be read: nothing applied. */
+START_TEST(test_foreign_schema_migrations_table)
+{
+    struct cm_err err = { { 0 } };
+    char *out = NULL;
+    char *v;
+
+    ck_assert_int_eq(adm_pg_exec(test_pg, "CREATE TABLE schema_migrations (version bigint "
+                                 "PRIMARY KEY, dirty boolean NOT NULL)", "fixture", &err), CM_OK);
+    write_file("001_a.sql", "CREATE TABLE a1 (x integer);");
+    ck_assert_int_eq(apply_dir(test_pg, tmpdir, &out, &err), CM_INVALID);
+    free(out);
+    ck_assert_msg(strstr(err.msg, "read schema_migrations") != NULL, "%s", err.msg);
+    v = adm_test_db_value("SELECT to_regclass('a1') IS NULL");
+    ck_assert_str_eq(v, "t");
+    free(v);
+}
+END_TEST
+
+/* A migration that removes the bookkeeping table cannot be recorded: it rolls back whole. */
+START_TEST(test_migration_that_cannot_be_recorded_rolls_back)
+{
+    struct cm_err err = { { 0 } };
+    char *out = NULL;
+    char *v;
+
+    write_file("001_rogue.sql", "CREATE TABLE r1 (x integer);\nDROP TABLE schema_migrations;");
+    ck_assert_int_eq(apply_dir(test_pg, tmpdir, &out, &err), CM_INVALID);
+    free(out);
+    ck_assert_msg(strstr(err.msg, "migration 1_rogue") != NULL, "%s", err.msg);
+    ck_assert_msg(strstr(err.msg, "42P01") != NULL, "%s", err.msg);
+    v = adm_test_db_value("SELECT to_regclass('r1') IS NULL AND "
+                          "to_regclass('schema_migrations') IS NOT NULL");
+    ck_assert_str_eq(v, "t");
+    free(v);
+}
+END_TEST
+
 static void db_setup(void)
 {
     tmp_setup();
@@ -330,6 +421,9 @@ static Suite *adm_migrate_suite(void)
         tcase_add_test(tc, test_applied_schema_keeps_the_contract);
         tcase_add_test(tc, test_failed_migration_rolls_back_alone);
         tcase_add_test(tc, test_concurrent_runs_apply_each_file_once);
+        tcase_add_test(tc, test_unreadable_files_and_unknown_recorded);
+        tcase_add_test(tc, test_foreign_schema_migrations_table);
+        tcase_add_test(tc, test_migration_that_cannot_be_recorded_rolls_back);
         suite_add_tcase(s, tc);
     } else {
         fprintf(stderr, "adm_migrate: AUREN_TEST_DATABASE_URL unset, database cases skipped\n");

@@ -92,6 +92,7 @@ START_TEST(test_cfg_rejects_empty_group)
     ck_assert_int_eq(pers_cfg_check(&cfg, &err), CM_INVALID);
     ck_assert_ptr_nonnull(strstr(err.msg, "PERSISTER_GROUP_ID"));
     pers_cfg_fini(&cfg);
+    pers_cfg_fini(NULL); /* NULL-safe */
 }
 END_TEST
 

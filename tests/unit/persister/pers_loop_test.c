@@ -1,5 +1,6 @@
 /* pers_loop's batch bookkeeping: offsets to commit per partition (highest consumed + 1), ownership
  * of added events, and dropping revoked partitions. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "pers_loop.h"
@@ -160,6 +161,37 @@ START_TEST(test_batch_drop_other_topic_untouched)
 }
 END_TEST
 
+/* Kafka settings from KAFKA_* that librdkafka refuses when it creates the client: the loop is
+ * not created and the error names the client (no broker is contacted). */
+static void expect_new_fails(const char *var, const char *value, const char *client)
+{
+    struct pers_cfg cfg;
+    struct cm_err err = {{0}};
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.brokers = (char *)"127.0.0.1:1";
+    cfg.database_url = (char *)"host=127.0.0.1 port=1";
+    cfg.group_id = (char *)"pers-unit";
+    cfg.batch_max = 10;
+    cfg.batch_ms = 10;
+    ck_assert_int_eq(setenv(var, value, 1), 0);
+    ck_assert_ptr_null(pers_loop_new(&cfg, &err));
+    unsetenv(var);
+    ck_assert_msg(strstr(err.msg, client) != NULL, "%s", err.msg);
+}
+
+START_TEST(test_loop_new_rejects_bad_kafka_settings)
+{
+    /* The DLQ producer is idempotent: acks must be all. */
+    expect_new_fails("KAFKA_ACKS", "1", "kafka producer:");
+    /* A consumer cannot fetch less than one message. */
+    expect_new_fails("KAFKA_FETCH_MAX_BYTES", "1000", "kafka consumer:");
+    /* Not a librdkafka property at all. */
+    expect_new_fails("KAFKA_NO_SUCH_PROPERTY", "1", "KAFKA_NO_SUCH_PROPERTY");
+    pers_loop_free(NULL); /* NULL-safe */
+}
+END_TEST
+
 Suite *pers_loop_suite(void)
 {
     Suite *s = suite_create("pers_loop");
@@ -172,6 +204,7 @@ Suite *pers_loop_suite(void)
     tcase_add_test(off, test_batch_reset_starts_over);
     tcase_add_test(reb, test_batch_drop_revoked_partition);
     tcase_add_test(reb, test_batch_drop_other_topic_untouched);
+    tcase_add_test(off, test_loop_new_rejects_bad_kafka_settings);
     suite_add_tcase(s, off);
     suite_add_tcase(s, reb);
     return s;

@@ -146,6 +146,7 @@ START_TEST(test_classify_sqlstate)
     ck_assert_int_eq(pers_pg_classify("53300"), CM_RETRY);
     ck_assert_int_eq(pers_pg_classify("42P01"), CM_RETRY);
     ck_assert_int_eq(pers_pg_classify("42601"), CM_FATAL);
+    ck_assert_int_eq(pers_pg_classify("0A000"), CM_FATAL); /* feature not supported */
     ck_assert_int_eq(pers_pg_classify(NULL), CM_RETRY);
     ck_assert_int_eq(pers_pg_classify(""), CM_RETRY);
     ck_assert_str_eq(pers_pg_error_class("23505", cls), "23");

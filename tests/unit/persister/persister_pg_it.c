@@ -21,6 +21,7 @@
 
 #include "cm/kafka.h"
 #include "cm/log.h"
+#include "cm/metrics.h"
 #include "pers_loop.h"
 #include "pers_pg.h"
 
@@ -544,6 +545,7 @@ END_TEST
 struct loop_run {
     struct pers_loop *loop;
     enum cm_rc rc;
+    atomic_bool done; /* pers_loop_run returned */
 };
 
 static void *run_loop(void *arg)
@@ -551,6 +553,7 @@ static void *run_loop(void *arg)
     struct loop_run *r = arg;
 
     r->rc = pers_loop_run(r->loop);
+    atomic_store(&r->done, true);
     return NULL;
 }
 
@@ -978,6 +981,832 @@ START_TEST(test_loop_survives_postgres_outage)
 }
 END_TEST
 
+/* ---- faults of the statements: what PostgreSQL refuses, and when ---- */
+
+/* An extra connection string option on top of the test's conninfo. */
+static void url_with(char *out, size_t cap, const char *extra)
+{
+    int w = snprintf(out, cap, "%s %s", test_url, extra);
+
+    ck_assert(w > 0 && (size_t)w < cap);
+}
+
+START_TEST(test_connect_faults_are_retry)
+{
+    char url[sizeof(test_url) + 128];
+    char empty[80];
+    char sql[160];
+    struct pers_pg *pg;
+    struct pers_pg_outcome out;
+    struct cm_err err = {{0}};
+    int32_t part = 0;
+    int64_t next = 7;
+
+    /* Nothing listens there. */
+    pg = pers_pg_new("host=127.0.0.1 port=1 dbname=auren connect_timeout=2");
+    ck_assert_int_eq(pers_pg_ping(pg, &out, &err), CM_RETRY);
+    ck_assert_str_eq(out.step, "connect");
+    ck_assert(!pers_pg_connected(pg));
+    ck_assert_int_eq(pers_pg_load_offsets(pg, "g", CM_TOPIC_NORMALIZED, &part, &next, 1, &out,
+                                          &err), CM_RETRY);
+    ck_assert_int_eq(next, 7); /* untouched */
+    pers_pg_free(pg);
+
+    /* A database that does not exist. */
+    url_with(url, sizeof(url), "dbname='auren_no_such_db'");
+    pg = pers_pg_new(url);
+    ck_assert_int_eq(pers_pg_ping(pg, &out, &err), CM_RETRY);
+    ck_assert_str_eq(out.step, "connect");
+    ck_assert_ptr_null(strstr(err.msg, "auren_no_such_db")); /* server text stays out */
+    pers_pg_free(pg);
+
+    /* Migrations not applied: a schema without biometric_events. */
+    snprintf(empty, sizeof(empty), "%s_empty", schema);
+    snprintf(sql, sizeof(sql), "CREATE SCHEMA %s", empty);
+    exec_ok(sql);
+    snprintf(sql, sizeof(sql), "options='-c search_path=%s'", empty);
+    url_with(url, sizeof(url), sql);
+    pg = pers_pg_new(url);
+    ck_assert_int_eq(pers_pg_ping(pg, &out, &err), CM_RETRY);
+    ck_assert_str_eq(out.step, "create_staging");
+    ck_assert_str_eq(out.sqlstate, "42P01");
+    ck_assert(!pers_pg_connected(pg));
+    pers_pg_free(pg);
+    snprintf(sql, sizeof(sql), "DROP SCHEMA %s", empty);
+    exec_ok(sql);
+
+    /* Nothing to write is a no-op that still proves the link. */
+    pg = pers_pg_new(test_url);
+    ck_assert_int_eq(pers_pg_store_with_offsets(pg, NULL, 0, NULL, "g", NULL, 0, &out, &err),
+                     CM_OK);
+    ck_assert(pers_pg_connected(pg));
+    pers_pg_free(pg);
+}
+END_TEST
+
+START_TEST(test_statement_faults_roll_back)
+{
+    struct pers_pg *pg = pers_pg_new(test_url);
+    struct cm_biometric_event ev[3];
+    const struct cm_biometric_event *ptrs[3] = { &ev[0], &ev[1], &ev[2] };
+    struct pers_pg_offset off = { CM_TOPIC_NORMALIZED, 0, 9 };
+    struct pers_pg_outcome out;
+    struct cm_err err = {{0}};
+    int32_t part = 0;
+    int64_t next;
+
+    /* A trigger that talks: its notices do not disturb the batch. */
+    exec_ok("CREATE FUNCTION chatty() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$BEGIN RAISE NOTICE 'batch seen'; RETURN NULL; END$$");
+    exec_ok("CREATE TRIGGER chatty AFTER INSERT ON biometric_events "
+            "FOR EACH STATEMENT EXECUTE FUNCTION chatty()");
+    make_event(&ev[0], "s-a", 1, false);
+    ck_assert_int_eq(store(pg, ev, 1, NULL, &out), CM_OK);
+    ck_assert_uint_eq(out.inserted, 1);
+    cm_biometric_event_fini(&ev[0]);
+
+    /* consumer_offsets missing: the rows roll back with the offsets. */
+    exec_ok("ALTER TABLE consumer_offsets RENAME TO consumer_offsets_gone");
+    make_event(&ev[0], "s-b", 1, false);
+    ck_assert_int_eq(pers_pg_store_with_offsets(pg, ptrs, 1, NULL, "g", &off, 1, &out, &err),
+                     CM_RETRY);
+    ck_assert_str_eq(out.step, "offsets");
+    ck_assert_str_eq(out.sqlstate, "42P01");
+    ck_assert_uint_eq(out.inserted, 0);
+    ck_assert_int_eq(pers_pg_load_offsets(pg, "g", CM_TOPIC_NORMALIZED, &part, &next, 1, &out,
+                                          &err), CM_RETRY);
+    ck_assert_str_eq(out.step, "load_offsets");
+    ck_assert_uint_eq(count_rows(), 1);
+    exec_ok("ALTER TABLE consumer_offsets_gone RENAME TO consumer_offsets");
+    cm_biometric_event_fini(&ev[0]);
+
+    /* A deferred constraint fails at COMMIT: the rows are rejected, nothing stays. */
+    exec_ok("ALTER TABLE biometric_events ADD CONSTRAINT one_per_source UNIQUE "
+            "(source_record_id, user_id) DEFERRABLE INITIALLY DEFERRED");
+    make_event(&ev[0], "s-c", 1, false);
+    make_event(&ev[1], "s-d", 1, false);
+    ck_assert_int_eq(store(pg, ev, 2, NULL, &out), CM_INVALID);
+    ck_assert_str_eq(out.step, "commit");
+    ck_assert_str_eq(out.sqlstate, "23505");
+    ck_assert_uint_eq(out.inserted, 0);
+    ck_assert_uint_eq(count_rows(), 1);
+    exec_ok("ALTER TABLE biometric_events DROP CONSTRAINT one_per_source");
+    cm_biometric_event_fini(&ev[0]);
+    cm_biometric_event_fini(&ev[1]);
+
+    /* The staging path meets a CHECK constraint in its INSERT (after a replay the batches go
+     * there; the staging table has no constraints, so its COPY passes). */
+    exec_ok("ALTER TABLE biometric_events ADD CONSTRAINT sane_value CHECK (value < 1000)");
+    make_event(&ev[0], "s-a", 1, false);
+    ck_assert_int_eq(store(pg, ev, 1, NULL, &out), CM_OK); /* a replay: staging from now on */
+    ck_assert_uint_eq(out.inserted, 0);
+    cm_biometric_event_fini(&ev[0]);
+    make_event(&ev[0], "s-e", 1, false);
+    make_event(&ev[1], "s-e", 1, false);
+    make_event(&ev[2], "s-f", 5000, false);
+    ck_assert_int_eq(store(pg, ev, 3, NULL, &out), CM_INVALID);
+    ck_assert_str_eq(out.step, "insert");
+    ck_assert_str_eq(out.sqlstate, "23514");
+    ck_assert_uint_eq(count_rows(), 1);
+    for (size_t i = 0; i < 3; i++) {
+        cm_biometric_event_fini(&ev[i]);
+    }
+
+    /* Stored rows frozen by a trigger (a legal hold): the tombstone UPDATE fails and the batch
+     * is rejected. */
+    exec_ok("CREATE FUNCTION frozen() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$BEGIN RAISE EXCEPTION 'frozen' USING ERRCODE = 'restrict_violation'; END$$");
+    exec_ok("CREATE TRIGGER frozen BEFORE UPDATE ON biometric_events "
+            "FOR EACH ROW EXECUTE FUNCTION frozen()");
+    make_event(&ev[0], "s-a", 0, true);
+    ck_assert_int_eq(store(pg, ev, 1, NULL, &out), CM_INVALID);
+    ck_assert_str_eq(out.step, "tombstone");
+    ck_assert_str_eq(out.sqlstate, "23001");
+    ck_assert_str_eq(column_of("deleted", "s-a"), "f");
+    cm_biometric_event_fini(&ev[0]);
+    ck_assert(pers_pg_connected(pg));
+    pers_pg_free(pg);
+}
+END_TEST
+
+struct store_job {
+    struct pers_pg *pg;
+    struct cm_biometric_event *ev;
+    struct pers_pg_outcome out;
+    enum cm_rc rc;
+};
+
+static void *store_main(void *arg)
+{
+    struct store_job *j = arg;
+    const struct cm_biometric_event *ptrs[1] = { j->ev };
+    struct cm_err err = {{0}};
+
+    j->rc = pers_pg_store(j->pg, ptrs, 1, NULL, &j->out, &err);
+    return NULL;
+}
+
+/* The table is locked by someone else: with a lock_timeout the batch fails as retryable and the
+ * connection stays; without one the writer waits, and its backend terminated mid-batch is a lost
+ * link (retry on a new connection). */
+START_TEST(test_locked_table_and_terminated_backend)
+{
+    char url[sizeof(test_url) + 128];
+    char opt[160];
+    char app[40];
+    struct cm_biometric_event ev;
+    struct store_job job;
+    pthread_t th;
+    bool waiting = false;
+
+    struct pers_pg *waiter;
+    struct cm_err err = {{0}};
+
+    /* Both connected (and their staging tables made) before the lock is taken. */
+    make_event(&ev, "lk-1", 1, false);
+    snprintf(opt, sizeof(opt), "options='-c search_path=%s -c lock_timeout=200'", schema);
+    url_with(url, sizeof(url), opt);
+    job.pg = pers_pg_new(url);
+    job.ev = &ev;
+    ck_assert_int_eq(pers_pg_ping(job.pg, &job.out, &err), CM_OK);
+    snprintf(app, sizeof(app), "pers-lk-%s", run_tag);
+    snprintf(opt, sizeof(opt), "application_name='%s'", app);
+    url_with(url, sizeof(url), opt);
+    waiter = pers_pg_new(url);
+    ck_assert_int_eq(pers_pg_ping(waiter, &job.out, &err), CM_OK);
+    exec_ok("BEGIN");
+    exec_ok("LOCK TABLE biometric_events IN ACCESS EXCLUSIVE MODE");
+
+    store_main(&job);
+    ck_assert_int_eq(job.rc, CM_RETRY);
+    ck_assert_str_eq(job.out.sqlstate, "55P03");
+    ck_assert_str_eq(job.out.step, "copy");
+    ck_assert(pers_pg_connected(job.pg));
+    pers_pg_free(job.pg);
+
+    job.pg = waiter;
+    ck_assert_int_eq(pthread_create(&th, NULL, store_main, &job), 0);
+    for (int i = 0; i < 300 && !waiting; i++) {
+        usleep(50 * 1000);
+        waiting = strcmp(query1("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                                "$1 AND wait_event_type = 'Lock'",
+                                app),
+                         "1") == 0;
+    }
+    ck_assert(waiting);
+    ck_assert_str_eq(query1("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                            "WHERE application_name = $1",
+                            app),
+                     "1");
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(job.rc, CM_RETRY);
+    ck_assert_str_eq(job.out.step, "copy");
+    ck_assert(!pers_pg_connected(job.pg));
+    exec_ok("ROLLBACK");
+
+    /* Unlocked: the same handle reconnects and the row goes in. */
+    store_main(&job);
+    ck_assert_int_eq(job.rc, CM_OK);
+    ck_assert_uint_eq(count_rows(), 1);
+    pers_pg_free(job.pg);
+    cm_biometric_event_fini(&ev);
+}
+END_TEST
+
+/* ---- the loop under faults (mock Kafka cluster, real PostgreSQL) ---- */
+
+/* Kafka protocol API keys (numbers of the protocol; librdkafka keeps its names private). */
+enum { API_PRODUCE = 0, API_OFFSET_COMMIT = 8, API_HEARTBEAT = 12, API_INIT_PRODUCER_ID = 22 };
+
+/* The value of one metric series as rendered ("name{labels}"), 0 when absent. */
+static double metric(const char *series)
+{
+    struct cm_buf b;
+    double v = 0;
+    size_t n = strlen(series);
+
+    cm_buf_init(&b, 0);
+    cm_metrics_render(&b);
+    cm_buf_terminate(&b);
+    for (const char *line = (const char *)b.data; line != NULL && *line != '\0';) {
+        const char *nl = strchr(line, '\n');
+        if (strncmp(line, series, n) == 0 && line[n] == ' ') {
+            v = strtod(line + n + 1, NULL);
+            break;
+        }
+        line = nl != NULL ? nl + 1 : NULL;
+    }
+    cm_buf_fini(&b);
+    return v;
+}
+
+static bool wait_metric(const char *series, double at_least)
+{
+    for (int i = 0; i < 600; i++) {
+        if (metric(series) >= at_least) {
+            return true;
+        }
+        usleep(50 * 1000);
+    }
+    return false;
+}
+
+static void produce_value(rd_kafka_t *p, int32_t partition, const char *suffix, double value)
+{
+    struct cm_biometric_event e;
+    struct cm_buf b;
+    struct cm_err err = {{0}};
+
+    make_event(&e, suffix, value, false);
+    cm_buf_init(&b, 0);
+    ck_assert_msg(cm_biometric_event_encode(&e, &b, &err) == CM_OK, "encode: %s", err.msg);
+    produce(p, partition, e.user_id, strlen(e.user_id), b.data, b.len);
+    cm_buf_fini(&b);
+    cm_biometric_event_fini(&e);
+}
+
+struct harness {
+    rd_kafka_t *owner;
+    rd_kafka_mock_cluster_t *mc;
+    const char *boot;
+    rd_kafka_t *p;
+    rd_kafka_t *watcher;
+    struct pers_cfg cfg;
+    struct loop_run run;
+    pthread_t th;
+    char group[48];
+};
+
+/* A mock cluster with `parts` partitions of the normalized topic (none: the topic is missing)
+ * and the DLQ, and a producer. */
+static void h_init(struct harness *h, int parts, const char *tag)
+{
+    memset(h, 0, sizeof(*h));
+    h->owner = new_client(RD_KAFKA_PRODUCER, "", NULL);
+    h->mc = rd_kafka_mock_cluster_new(h->owner, 1);
+    ck_assert_ptr_nonnull(h->mc);
+    h->boot = rd_kafka_mock_cluster_bootstraps(h->mc);
+    if (parts > 0) {
+        ck_assert_int_eq(rd_kafka_mock_topic_create(h->mc, CM_TOPIC_NORMALIZED, parts, 1), 0);
+    }
+    ck_assert_int_eq(rd_kafka_mock_topic_create(h->mc, CM_TOPIC_DLQ, 1, 1), 0);
+    h->p = new_client(RD_KAFKA_PRODUCER, h->boot, NULL);
+    snprintf(h->group, sizeof(h->group), "pers-%s-%s", tag, run_tag);
+}
+
+static void h_flush(struct harness *h)
+{
+    ck_assert_int_eq(rd_kafka_flush(h->p, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+static void h_start(struct harness *h, const char *url)
+{
+    struct cm_err err = {{0}};
+
+    h->cfg.brokers = (char *)h->boot;
+    h->cfg.database_url = (char *)url;
+    h->cfg.group_id = h->group;
+    h->cfg.batch_max = 50;
+    h->cfg.batch_ms = 20;
+    h->run.loop = pers_loop_new(&h->cfg, &err);
+    ck_assert_msg(h->run.loop != NULL, "pers_loop_new: %s", err.msg);
+    h->run.rc = CM_FATAL;
+    atomic_init(&h->run.done, false);
+    ck_assert_int_eq(pthread_create(&h->th, NULL, run_loop, &h->run), 0);
+    h->watcher = new_client(RD_KAFKA_CONSUMER, h->boot, h->group);
+}
+
+/* Poll the group's committed offsets of partitions 0 and 1 until they are `want`. */
+static void h_wait_committed(struct harness *h, int64_t want0, int64_t want1, int64_t got[2])
+{
+    got[0] = got[1] = -1;
+    for (int i = 0; i < 400 && (got[0] != want0 || got[1] != want1); i++) {
+        usleep(100 * 1000);
+        committed(h->watcher, got);
+    }
+}
+
+/* Wait for the loop to end by itself (a fatal error). */
+static bool h_wait_exit(struct harness *h)
+{
+    for (int i = 0; i < 600; i++) {
+        if (atomic_load(&h->run.done)) {
+            return pthread_join(h->th, NULL) == 0;
+        }
+        usleep(50 * 1000);
+    }
+    return false;
+}
+
+/* Start the loop; it must stop by itself with CM_FATAL and no offset committed. */
+static void h_expect_fatal(struct harness *h)
+{
+    int64_t got[2];
+
+    h_start(h, test_url);
+    ck_assert(h_wait_exit(h));
+    ck_assert_int_eq(h->run.rc, CM_FATAL);
+    committed(h->watcher, got);
+    ck_assert_int_lt(got[0], 1);
+}
+
+static enum cm_rc h_stop(struct harness *h)
+{
+    pers_loop_stop(h->run.loop);
+    ck_assert_int_eq(pthread_join(h->th, NULL), 0);
+    return h->run.rc;
+}
+
+static void h_fini(struct harness *h)
+{
+    if (h->watcher != NULL) {
+        rd_kafka_destroy(h->watcher);
+    }
+    pers_loop_free(h->run.loop);
+    rd_kafka_destroy(h->p);
+    rd_kafka_mock_cluster_destroy(h->mc);
+    rd_kafka_destroy(h->owner);
+}
+
+/* Read every record of the DLQ (up to `cap`), in order. */
+static size_t read_dlq(struct harness *h, struct cm_dead_letter *out, size_t cap, size_t want)
+{
+    rd_kafka_t *c = new_client(RD_KAFKA_CONSUMER, h->boot, "pers-it-dlq-reader");
+    rd_kafka_topic_partition_list_t *assign = rd_kafka_topic_partition_list_new(1);
+    struct cm_err err = {{0}};
+    size_t n = 0;
+
+    rd_kafka_topic_partition_list_add(assign, CM_TOPIC_DLQ, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    ck_assert_int_eq(rd_kafka_assign(c, assign), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(assign);
+    for (int i = 0; i < 150 && n < want && n < cap; i++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+        if (m != NULL && m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            memset(&out[n], 0, sizeof(out[n]));
+            ck_assert_int_eq(cm_dead_letter_decode(m->payload, m->len, &out[n], &err), CM_OK);
+            n++;
+        }
+        if (m != NULL) {
+            rd_kafka_message_destroy(m);
+        }
+    }
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    return n;
+}
+
+/* A row the table refuses (CHECK constraint) is dead-lettered with its SQLSTATE while the rest of
+ * the batch commits; a batch of nothing but undecodable records (one without a value) moves the
+ * offsets on its own. */
+START_TEST(test_loop_dead_letters_rejected_rows)
+{
+    struct harness h;
+    struct cm_dead_letter dl[3];
+    int64_t got[2];
+    double rejected0 = metric("auren_persister_dlq_records_total{reason=\"rejected_by_database\"}");
+    double pg23 = metric("auren_persister_pg_errors_total{class=\"23\"}");
+    char sql[200];
+
+    exec_ok("ALTER TABLE biometric_events ADD CONSTRAINT sane_value CHECK (value < 1000)");
+    h_init(&h, 1, "rej");
+    for (int i = 0; i < 6; i++) {
+        char suffix[16];
+        snprintf(suffix, sizeof(suffix), "rj-%d", i);
+        produce_value(h.p, 0, suffix, i == 3 ? 5000 : i);
+    }
+    h_flush(&h);
+    h_start(&h, test_url);
+    h_wait_committed(&h, 6, -1001, got);
+    ck_assert_int_eq(got[0], 6);
+    ck_assert_uint_eq(count_rows(), 5);
+    ck_assert_str_eq(column_of("count(*)", "rj-3"), "0");
+
+    produce(h.p, 0, "k", 1, NULL, 0);
+    produce(h.p, 0, "k", 1, "not avro", 8);
+    h_flush(&h);
+    h_wait_committed(&h, 8, -1001, got);
+    ck_assert_int_eq(got[0], 8);
+    snprintf(sql, sizeof(sql), "SELECT next_offset FROM consumer_offsets WHERE "
+             "consumer_group = $1 AND kafka_partition = 0");
+    ck_assert_str_eq(query1(sql, h.group), "8");
+    ck_assert_int_eq(h_stop(&h), CM_OK);
+
+    ck_assert_uint_eq(read_dlq(&h, dl, 3, 3), 3);
+    ck_assert_str_eq(dl[0].reason, "rejected_by_database");
+    ck_assert_str_eq(dl[0].stage, "persister");
+    ck_assert_ptr_nonnull(strstr(dl[0].detail, "sqlstate=23514"));
+    ck_assert_int_eq(dl[0].source_partition, 0);
+    ck_assert_int_eq(dl[0].source_offset, 3);
+    ck_assert_uint_gt(dl[0].value_len, 0);
+    ck_assert_str_eq(dl[1].reason, "undecodable");
+    ck_assert_str_eq(dl[1].detail, "empty value");
+    ck_assert_int_eq(dl[1].source_offset, 6);
+    ck_assert_str_eq(dl[2].reason, "undecodable");
+    ck_assert_int_eq(dl[2].source_offset, 7);
+    for (size_t i = 0; i < 3; i++) {
+        cm_dead_letter_fini(&dl[i]);
+    }
+    ck_assert(metric("auren_persister_dlq_records_total{reason=\"rejected_by_database\"}") >=
+              rejected0 + 1);
+    ck_assert(metric("auren_persister_pg_errors_total{class=\"23\"}") >= pg23 + 1);
+    h_fini(&h);
+}
+END_TEST
+
+/* PostgreSQL is down when the loop starts: not ready, the partitions stay paused and the offsets
+ * cannot be read (Kafka's apply); once it is back everything is stored. A later outage holds a
+ * batch, and a stop abandons it without committing anything. */
+START_TEST(test_loop_postgres_down_at_start_and_stop)
+{
+    struct harness h;
+    struct relay relay;
+    char conninfo[1024];
+    char port[8];
+    const char *why = NULL;
+    int64_t got[2];
+    double conn_errs = metric("auren_persister_pg_errors_total{class=\"connection\"}");
+    double retries = metric("auren_persister_batches_total{outcome=\"retry\"}");
+
+    if (!relay_start(&relay, db_url)) {
+        printf("test_loop_postgres_down_at_start_and_stop: skipped: database host is not IPv4\n");
+        return;
+    }
+    snprintf(port, sizeof(port), "%u", (unsigned)relay.port);
+    make_conninfo(conninfo, sizeof(conninfo), "127.0.0.1", port);
+    atomic_store(&relay.down, true);
+    h_init(&h, 2, "down");
+    for (int i = 0; i < 6; i++) {
+        char suffix[16];
+        snprintf(suffix, sizeof(suffix), "dn-%d", i);
+        produce_value(h.p, i % 2, suffix, i);
+    }
+    h_flush(&h);
+    h_start(&h, conninfo);
+    /* The first ping, the offsets at assignment and at least one retried ping failed. */
+    ck_assert(wait_metric("auren_persister_pg_errors_total{class=\"connection\"}", conn_errs + 3));
+    ck_assert(!pers_loop_ready(h.run.loop, &why));
+    ck_assert_str_eq(why, "postgres unreachable");
+    ck_assert_uint_eq(count_rows(), 0);
+
+    atomic_store(&relay.down, false);
+    h_wait_committed(&h, 3, 3, got);
+    ck_assert_int_eq(got[0], 3);
+    ck_assert_int_eq(got[1], 3);
+    ck_assert_uint_eq(count_rows(), 6);
+
+    atomic_store(&relay.down, true);
+    produce_value(h.p, 0, "dn-late", 1);
+    h_flush(&h);
+    ck_assert(wait_metric("auren_persister_batches_total{outcome=\"retry\"}", retries + 1));
+    ck_assert_int_eq(h_stop(&h), CM_OK);
+    committed(h.watcher, got);
+    ck_assert_int_eq(got[0], 3);
+    ck_assert_uint_eq(count_rows(), 6);
+    h_fini(&h);
+    relay_stop(&relay);
+}
+END_TEST
+
+static int assigned_count(rd_kafka_t *c)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    int n = 0;
+
+    if (rd_kafka_assignment(c, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR && parts != NULL) {
+        n = parts->cnt;
+        rd_kafka_topic_partition_list_destroy(parts);
+    }
+    return n;
+}
+
+/* Offsets stored with the rows win over Kafka's: the loop starts where consumer_offsets says.
+ * A second member joining while PostgreSQL is down revokes the partitions and drops the held
+ * batch; when it leaves, the partitions come back (paused), and after PostgreSQL returns
+ * everything is stored exactly once and Kafka's offsets catch up with the stored ones. */
+START_TEST(test_loop_stored_offsets_and_rebalance)
+{
+    struct harness h;
+    struct relay relay;
+    char conninfo[1024];
+    char port[8];
+    char sql[300];
+    int64_t got[2];
+    rd_kafka_t *other;
+    rd_kafka_topic_partition_list_t *topics;
+    double dropped = metric("auren_persister_batches_total{outcome=\"dropped\"}");
+    double retries = metric("auren_persister_batches_total{outcome=\"retry\"}");
+
+    if (!relay_start(&relay, db_url)) {
+        printf("test_loop_stored_offsets_and_rebalance: skipped: database host is not IPv4\n");
+        return;
+    }
+    snprintf(port, sizeof(port), "%u", (unsigned)relay.port);
+    make_conninfo(conninfo, sizeof(conninfo), "127.0.0.1", port);
+    h_init(&h, 2, "seek");
+    snprintf(sql, sizeof(sql), "INSERT INTO consumer_offsets (consumer_group, topic, "
+             "kafka_partition, next_offset) VALUES ($1, '%s', 0, 4), ($1, '%s', 1, 2)",
+             CM_TOPIC_NORMALIZED, CM_TOPIC_NORMALIZED);
+    query1(sql, h.group);
+    for (int i = 0; i < 6; i++) {
+        char suffix[16];
+        snprintf(suffix, sizeof(suffix), "sk0-%d", i);
+        produce_value(h.p, 0, suffix, i);
+    }
+    for (int i = 0; i < 4; i++) {
+        char suffix[16];
+        snprintf(suffix, sizeof(suffix), "sk1-%d", i);
+        produce_value(h.p, 1, suffix, i);
+    }
+    h_flush(&h);
+    h_start(&h, conninfo);
+    h_wait_committed(&h, 6, 4, got);
+    ck_assert_int_eq(got[0], 6);
+    ck_assert_int_eq(got[1], 4);
+    ck_assert_uint_eq(count_rows(), 4); /* 0:4,5 and 1:2,3 */
+    ck_assert_str_eq(column_of("count(*)", "sk0-3"), "0");
+    ck_assert_str_eq(column_of("value", "sk0-4"), "4");
+    ck_assert_str_eq(column_of("value", "sk1-2"), "2");
+
+    /* PostgreSQL away; new records are held. */
+    atomic_store(&relay.down, true);
+    for (int i = 0; i < 4; i++) {
+        char suffix[16];
+        snprintf(suffix, sizeof(suffix), "skb-%d", i);
+        produce_value(h.p, i % 2, suffix, 100 + i);
+    }
+    h_flush(&h);
+    ck_assert(wait_metric("auren_persister_batches_total{outcome=\"retry\"}", retries + 1));
+
+    /* A second member joins: the partitions are revoked, the held rows dropped. */
+    other = new_client(RD_KAFKA_CONSUMER, h.boot, h.group);
+    topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, CM_TOPIC_NORMALIZED, RD_KAFKA_PARTITION_UA);
+    ck_assert_int_eq(rd_kafka_subscribe(other, topics), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(topics);
+    /* Until the group settled: the loop got its share back while PostgreSQL is still away. */
+    for (int i = 0; i < 600 && (metric("auren_persister_batches_total{outcome=\"dropped\"}") <
+                                    dropped + 1 || assigned_count(other) == 0); i++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(other, 50);
+        if (m != NULL) {
+            rd_kafka_message_destroy(m);
+        }
+    }
+    ck_assert(metric("auren_persister_batches_total{outcome=\"dropped\"}") >= dropped + 1);
+    ck_assert_int_eq(assigned_count(other), 1);
+    rd_kafka_consumer_close(other);
+    rd_kafka_destroy(other);
+
+    /* Back: the loop owns both partitions again and stores what it held and what it re-reads. */
+    atomic_store(&relay.down, false);
+    h_wait_committed(&h, 8, 6, got);
+    ck_assert_int_eq(got[0], 8);
+    ck_assert_int_eq(got[1], 6);
+    ck_assert_uint_eq(count_rows(), 8);
+    ck_assert(pers_loop_ready(h.run.loop, NULL));
+    ck_assert_int_eq(h_stop(&h), CM_OK);
+    h_fini(&h);
+    relay_stop(&relay);
+}
+END_TEST
+
+/* consumer_offsets is missing (migration not applied yet): the assignment falls back to Kafka's
+ * offsets, each batch is retried, and once the table is there everything is stored. Two settings
+ * an operator may pass through KAFKA_*: end-of-partition events (ignored by the loop) and a DLQ
+ * queue of one message (the second dead letter waits for room). */
+START_TEST(test_loop_offsets_table_missing)
+{
+    struct harness h;
+    int64_t got[2];
+    double undefined = metric("auren_persister_pg_errors_total{class=\"42\"}");
+    char sql[200];
+
+    ck_assert_int_eq(setenv("KAFKA_ENABLE_PARTITION_EOF", "true", 1), 0);
+    ck_assert_int_eq(setenv("KAFKA_QUEUE_BUFFERING_MAX_MESSAGES", "1", 1), 0);
+    exec_ok("ALTER TABLE consumer_offsets RENAME TO consumer_offsets_later");
+    h_init(&h, 1, "noofs");
+    produce(h.p, 0, "k", 1, "not avro 1", 10);
+    produce(h.p, 0, "k", 1, "not avro 2", 10);
+    for (int i = 0; i < 3; i++) {
+        char suffix[16];
+        snprintf(suffix, sizeof(suffix), "no-%d", i);
+        produce_value(h.p, 0, suffix, i);
+    }
+    h_flush(&h);
+    h_start(&h, test_url);
+    /* The offsets at assignment and at least one batch failed on the missing table. */
+    ck_assert(wait_metric("auren_persister_pg_errors_total{class=\"42\"}", undefined + 2));
+    ck_assert_uint_eq(count_rows(), 0);
+    exec_ok("ALTER TABLE consumer_offsets_later RENAME TO consumer_offsets");
+    h_wait_committed(&h, 5, -1001, got);
+    ck_assert_int_eq(got[0], 5);
+    ck_assert_uint_eq(count_rows(), 3);
+    snprintf(sql, sizeof(sql), "SELECT next_offset FROM consumer_offsets WHERE "
+             "consumer_group = $1 AND kafka_partition = 0");
+    ck_assert_str_eq(query1(sql, h.group), "5");
+    ck_assert_int_eq(h_stop(&h), CM_OK);
+    h_fini(&h);
+    unsetenv("KAFKA_ENABLE_PARTITION_EOF");
+    unsetenv("KAFKA_QUEUE_BUFFERING_MAX_MESSAGES");
+}
+END_TEST
+
+/* The topic does not exist: the consumer reports it, nothing is assigned, and readiness says so
+ * once PostgreSQL answered. */
+START_TEST(test_loop_missing_topic_not_ready)
+{
+    struct harness h;
+    const char *why = NULL;
+    bool said = false;
+
+    h_init(&h, 0, "notopic");
+    h_start(&h, test_url);
+    for (int i = 0; i < 400 && !said; i++) {
+        usleep(50 * 1000);
+        said = !pers_loop_ready(h.run.loop, &why) && strcmp(why, "no partitions assigned") == 0;
+    }
+    ck_assert(said);
+    ck_assert_int_eq(h_stop(&h), CM_OK);
+    h_fini(&h);
+}
+END_TEST
+
+/* Kafka refuses the offset commit: the rows are durable (and their offsets are in PostgreSQL),
+ * the failure is counted, the loop goes on. */
+START_TEST(test_loop_commit_refused)
+{
+    struct harness h;
+    double failed = metric("auren_persister_batches_total{outcome=\"commit_failed\"}");
+    char sql[200];
+
+    h_init(&h, 1, "cmt");
+    rd_kafka_mock_push_request_errors(h.mc, API_OFFSET_COMMIT, 3,
+                                      RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
+                                      RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED,
+                                      RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED);
+    for (int i = 0; i < 3; i++) {
+        char suffix[16];
+        snprintf(suffix, sizeof(suffix), "cf-%d", i);
+        produce_value(h.p, 0, suffix, i);
+    }
+    h_flush(&h);
+    h_start(&h, test_url);
+    ck_assert(wait_metric("auren_persister_batches_total{outcome=\"commit_failed\"}", failed + 1));
+    ck_assert_uint_eq(count_rows(), 3);
+    snprintf(sql, sizeof(sql), "SELECT next_offset FROM consumer_offsets WHERE "
+             "consumer_group = $1 AND kafka_partition = 0");
+    ck_assert_str_eq(query1(sql, h.group), "3");
+    ck_assert_int_eq(h_stop(&h), CM_OK);
+    h_fini(&h);
+}
+END_TEST
+
+/* The DLQ producer is fenced for good (its producer id refused): an undecodable record cannot be
+ * dead-lettered, the loop stops with CM_FATAL and no offset passes the record. */
+START_TEST(test_loop_dlq_producer_fatal)
+{
+    struct harness h;
+
+    h_init(&h, 1, "dlqfatal");
+    rd_kafka_mock_push_request_errors(h.mc, API_INIT_PRODUCER_ID, 1,
+                                      RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED);
+    produce(h.p, 0, "k", 1, "not avro", 8);
+    h_flush(&h);
+    h_expect_fatal(&h);
+    h_fini(&h);
+}
+END_TEST
+
+/* A row the database rejects while the DLQ producer is fenced: the store stops with CM_FATAL
+ * before anything commits. */
+START_TEST(test_loop_reject_without_dlq_is_fatal)
+{
+    struct harness h;
+
+    exec_ok("ALTER TABLE biometric_events ADD CONSTRAINT sane_value CHECK (value < 1000)");
+    h_init(&h, 1, "rejfatal");
+    rd_kafka_mock_push_request_errors(h.mc, API_INIT_PRODUCER_ID, 1,
+                                      RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED);
+    produce_value(h.p, 0, "rf-0", 5000);
+    h_flush(&h);
+    h_expect_fatal(&h);
+    ck_assert_uint_eq(count_rows(), 0);
+    h_fini(&h);
+}
+END_TEST
+
+/* The DLQ refuses the record (topic authorization): the delivery report fails, the batch is not
+ * committed and the loop stops with CM_FATAL. */
+START_TEST(test_loop_dlq_delivery_refused)
+{
+    struct harness h;
+
+    h_init(&h, 1, "dlqdr");
+    produce(h.p, 0, "k", 1, "not avro", 8);
+    h_flush(&h);
+    rd_kafka_mock_push_request_errors(h.mc, API_PRODUCE, 3,
+                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    h_expect_fatal(&h);
+    h_fini(&h);
+}
+END_TEST
+
+/* An undecodable record near the size limit: its dead letter would exceed it, so it is sent
+ * without the value, and says so. */
+START_TEST(test_loop_oversized_dead_letter_drops_value)
+{
+    struct harness h;
+    struct cm_dead_letter dl;
+    int64_t got[2];
+    size_t n = 999900; /* fits message.max.bytes (1000000); its dead letter does not */
+    char *big = cm_xmalloc(n);
+
+    memset(big, 'x', n);
+    h_init(&h, 1, "big");
+    produce(h.p, 0, "k", 1, big, n);
+    free(big);
+    h_flush(&h);
+    h_start(&h, test_url);
+    h_wait_committed(&h, 1, -1001, got);
+    ck_assert_int_eq(got[0], 1);
+    ck_assert_int_eq(h_stop(&h), CM_OK);
+    ck_assert_uint_eq(read_dlq(&h, &dl, 1, 1), 1);
+    ck_assert_str_eq(dl.reason, "undecodable");
+    ck_assert_str_eq(dl.detail, "source value omitted: too large");
+    ck_assert_uint_eq(dl.value_len, 0);
+    ck_assert_int_eq(dl.source_offset, 0);
+    cm_dead_letter_fini(&dl);
+    h_fini(&h);
+}
+END_TEST
+
+/* Static membership fenced by the coordinator is fatal for the consumer: the loop stops. */
+START_TEST(test_loop_consumer_fenced)
+{
+    struct harness h;
+    int64_t got[2];
+
+    ck_assert_int_eq(setenv("KAFKA_GROUP_INSTANCE_ID", "pers-it-static", 1), 0);
+    h_init(&h, 1, "fenced");
+    produce_value(h.p, 0, "fc-0", 1);
+    h_flush(&h);
+    h_start(&h, test_url);
+    h_wait_committed(&h, 1, -1001, got);
+    ck_assert_int_eq(got[0], 1);
+    rd_kafka_mock_push_request_errors(h.mc, API_HEARTBEAT, 5,
+                                      RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID,
+                                      RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID,
+                                      RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID,
+                                      RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID,
+                                      RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID);
+    ck_assert(h_wait_exit(&h));
+    ck_assert_int_eq(h.run.rc, CM_FATAL);
+    h_fini(&h);
+    unsetenv("KAFKA_GROUP_INSTANCE_ID");
+}
+END_TEST
+
 static Suite *pers_pg_it_suite(void)
 {
     Suite *s = suite_create("pers_pg_integration");
@@ -1008,6 +1837,32 @@ static Suite *pers_pg_it_suite(void)
     tcase_add_test(loop, test_loop_persists_and_commits);
     tcase_add_test(loop, test_loop_survives_postgres_outage);
 #endif
+    {
+        TCase *faults = tcase_create("statement_faults");
+        TCase *lf = tcase_create("loop_faults");
+        tcase_add_checked_fixture(faults, setup, teardown);
+        tcase_set_timeout(faults, 60);
+        tcase_add_test(faults, test_connect_faults_are_retry);
+        tcase_add_test(faults, test_statement_faults_roll_back);
+        tcase_add_test(faults, test_locked_table_and_terminated_backend);
+        suite_add_tcase(s, faults);
+        tcase_add_checked_fixture(lf, setup, teardown);
+        tcase_set_timeout(lf, 120);
+#if !defined(UNDER_TSAN)
+        tcase_add_test(lf, test_loop_dead_letters_rejected_rows);
+        tcase_add_test(lf, test_loop_postgres_down_at_start_and_stop);
+        tcase_add_test(lf, test_loop_stored_offsets_and_rebalance);
+        tcase_add_test(lf, test_loop_missing_topic_not_ready);
+        tcase_add_test(lf, test_loop_offsets_table_missing);
+        tcase_add_test(lf, test_loop_commit_refused);
+        tcase_add_test(lf, test_loop_dlq_producer_fatal);
+        tcase_add_test(lf, test_loop_reject_without_dlq_is_fatal);
+        tcase_add_test(lf, test_loop_dlq_delivery_refused);
+        tcase_add_test(lf, test_loop_oversized_dead_letter_drops_value);
+        tcase_add_test(lf, test_loop_consumer_fenced);
+#endif
+        suite_add_tcase(s, lf);
+    }
     suite_add_tcase(s, load);
     suite_add_tcase(s, bad);
     suite_add_tcase(s, link);
