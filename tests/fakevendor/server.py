@@ -230,7 +230,8 @@ class Handler(BaseHTTPRequestHandler):
         if vendor == "withings" and status != 200 and fault.get("http") is None:
             self._send(200, {"status": status, "error": "fault"})
         else:
-            self._send(int(fault.get("http") or status), {"error": "fault"})
+            self._send(int(fault.get("http") or status), {"error": "fault"},
+                       headers=fault.get("headers"))
         return True
 
     def _token(self, vendor):

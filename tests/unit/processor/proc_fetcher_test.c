@@ -297,7 +297,7 @@ START_TEST(test_vendor_answers_under_fault)
     struct cm_err err = { { 0 } };
     struct proc_fetcher *f;
     struct cm_fetch_job rj;
-    char v[12][48], k[12][96], detail[96], rt[64];
+    char v[14][48], k[14][96], detail[96], rt[64];
 
     if (!enabled) {
         return;
@@ -310,8 +310,8 @@ START_TEST(test_vendor_answers_under_fault)
 
     fault("oura", user("oura", "403", v[0], k[0]), "\"mode\":\"status\",\"status\":403");
     job("oura", v[0], "daily_activity", "o1", "create", NULL);
-    fault("oura", user("oura", "404", v[1], k[1]), "\"mode\":\"status\",\"status\":404");
-    job("oura", v[1], "daily_activity", "o2", "create", NULL);
+    fault("oura", user("oura", "404", v[10], k[10]), "\"mode\":\"status\",\"status\":404");
+    job("oura", v[10], "daily_activity", "o2", "create", NULL);
     fault("strava", user("strava", "418", v[2], k[2]), "\"mode\":\"status\",\"status\":418");
     job("strava", v[2], "activity", "1360128428", "create", NULL);
     fault("fitbit", user("fitbit", "503", v[3], k[3]), "\"mode\":\"status\",\"status\":503");
@@ -330,15 +330,19 @@ START_TEST(test_vendor_answers_under_fault)
     fault("google_health", user("google_health", "garbage", v[9], k[9]),
           "\"mode\":\"body\",\"body\":\"{\\\"dataPoints\\\":[\"");
     job("google_health", v[9], "steps", NULL, "UPSERT", NULL);
-    user("whoop", "recovery", v[10], k[10]);
-    job("whoop", v[10], "recovery", "s2", "recovery.updated", NULL);
+    user("whoop", "recovery", v[12], k[12]);
+    job("whoop", v[12], "recovery", "s2", "recovery.updated", NULL);
+    fault("strava", user("strava", "429", v[13], k[13]),
+          "\"mode\":\"status\",\"status\":429,\"count\":1,\"headers\":{\"Retry-After\":"
+          "\"1    (seconds; a value longer than the fetcher keeps)\"}");
+    job("strava", v[13], "activity", "1360128428", "create", NULL);
     user("polar", "sleep", v[11], k[11]);
     job("polar", v[11], "sleep", "2026-11-20", NULL,
         "https://www.polaraccesslink.com/v3/users/sleep/2026-11-20");
 
     wait_dlq(k[0], "forbidden", detail, sizeof(detail));
     ck_assert_str_eq(detail, "http_403");
-    wait_dlq(k[1], "not_found", detail, sizeof(detail));
+    wait_dlq(k[10], "not_found", detail, sizeof(detail));
     ck_assert_str_eq(detail, "http_404");
     wait_dlq(k[2], "vendor_rejected", detail, sizeof(detail));
     ck_assert_str_eq(detail, "http_418");
@@ -349,10 +353,17 @@ START_TEST(test_vendor_answers_under_fault)
     wait_dlq(k[9], "vendor_rejected", detail, sizeof(detail));
     ck_assert_str_eq(detail, "malformed_json");
     /* the sleep, then its cycle's recovery; a Polar night and its nightly recharge */
-    wait_raw(k[10], 1, rt, sizeof(rt));
+    wait_raw(k[12], 1, rt, sizeof(rt));
     ck_assert_str_eq(rt, "whoop.recovery");
     wait_raw(k[11], 2, rt, sizeof(rt));
     ck_assert_str_eq(rt, "polar.nightly_recharge");
+    /* a 429 (its Retry-After longer than the fetcher keeps, still read): retried, then fetched */
+    wait_raw(k[13], 1, rt, sizeof(rt));
+    ck_assert_str_eq(rt, "strava.activity");
+    wait_retry(k[13], 1, &rj);
+    ck_assert_int_eq(rj.attempt, 1);
+    ck_assert_int_ge(rj.not_before_us, rj.created_at_us + 900000);
+    cm_fetch_job_fini(&rj);
 
     /* retried with attempt + 1 and a later not_before, then dead-lettered with the last cause */
     wait_retry(k[3], 1, &rj);
@@ -497,6 +508,20 @@ START_TEST(test_database_and_delivery_faults)
     ck_assert_int_eq(rj.attempt, 0);
     ck_assert_int_gt(rj.not_before_us, cm_now_us() - 1000000);
     cm_fetch_job_fini(&rj);
+    proc_fetcher_free(f);
+
+    /* no Redis: no budget can be taken, the job waits (attempt unchanged) */
+    down = cfg;
+    down.redis_url = (char *)"redis://127.0.0.1:1/0";
+    f = proc_fetcher_new(&down, &err);
+    ck_assert_msg(f != NULL, "%s", err.msg);
+    ck_assert_int_eq(proc_fetcher_start(f, &err), CM_OK);
+    user("oura", "redis-down", v[1], k[1]);
+    job("oura", v[1], "daily_activity", "o1", "create", NULL);
+    wait_retry(k[1], 1, &rj);
+    ck_assert_int_eq(rj.attempt, 0);
+    cm_fetch_job_fini(&rj);
+    ck_assert_uint_eq(count(CM_TOPIC_RAW, k[1]), 0);
     proc_fetcher_free(f);
 
     f = proc_fetcher_new(&cfg, &err);

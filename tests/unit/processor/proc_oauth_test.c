@@ -178,6 +178,38 @@ START_TEST(test_postgresql_faults_are_retryable)
 }
 END_TEST
 
+/* The server ends the session (a restart, a failover): the query fails with CM_RETRY and the
+ * next one connects again. */
+START_TEST(test_postgresql_session_lost)
+{
+    struct proc_tokens t = { 0 };
+    struct cm_err err = { { 0 } };
+    struct proc_cfg c2 = cfg;
+    struct proc_oauth *o2;
+    char id[33], url[700], sql[160], u[40];
+
+    if (!enabled) {
+        return;
+    }
+    cm_random_id(id);
+    snprintf(url, sizeof(url), "%s&application_name=fx_%.16s", db_url, id);
+    c2.database_url = url;
+    o2 = proc_oauth_new(&c2, vault, &err);
+    proc_fx_add_conn(FX_KEYS, "oura", vuid(u, "lost"), "user-l", "acc", "ref", 3600);
+    ck_assert_int_eq(proc_oauth_load(o2, "oura", u, &t, &err), CM_OK);
+    snprintf(sql, sizeof(sql), "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+             " WHERE application_name = 'fx_%.16s'", id);
+    proc_fx_db_value(sql, id, sizeof(id));
+    ck_assert_str_eq(id, "1");
+    ck_assert_int_eq(proc_oauth_load(o2, "oura", u, &t, &err), CM_RETRY);
+    ck_assert_ptr_nonnull(strstr(err.msg, "connections read: sqlstate"));
+    ck_assert_int_eq(proc_oauth_load(o2, "oura", u, &t, &err), CM_OK);
+    ck_assert_str_eq(t.access, "acc");
+    proc_oauth_free(o2);
+    proc_tokens_fini(&t);
+}
+END_TEST
+
 static enum proc_refresh_result refresh(const char *vendor, const char *u, bool force,
                                         struct proc_tokens *t, enum cm_rc want_rc,
                                         struct cm_err *err)
@@ -570,6 +602,7 @@ static Suite *oauth_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_load_reports_each_connection_state);
     tcase_add_test(tc, test_postgresql_faults_are_retryable);
+    tcase_add_test(tc, test_postgresql_session_lost);
     tcase_add_test(tc, test_refresh_rotates_and_commits);
     tcase_add_test(tc, test_invalid_grant_marks_reconsent);
     tcase_add_test(tc, test_token_endpoint_faults_leave_the_row);
