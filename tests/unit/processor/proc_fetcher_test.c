@@ -612,6 +612,10 @@ int main(void)
     int failed;
 
     cm_log_init("proc_fetcher_test");
+    /* The tests start several fetchers in one consumer group, one after the other: a short
+     * session lets the next one take over the partitions soon (the mock cluster waits for the
+     * previous member's session to end). Read by cm_kafka_conf_new() like any KAFKA_ variable. */
+    setenv("KAFKA_SESSION_TIMEOUT_MS", "6000", 1);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     enabled = proc_fx_enabled("proc_fetcher");
     sr = srunner_create(fetcher_suite());
