@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cm/buf.h"
+#include "cm/log.h"
 #include "cm/vault.h"
 #include "proc_fetch_fx.h"
 
@@ -30,11 +31,25 @@ static PGconn *fx_pg;
 static char fx_schema[40];
 static char fx_url[512];
 
+int proc_fx_run(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    curl_global_cleanup();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
 bool proc_fx_enabled(const char *suite)
 {
     const char *db = getenv("AUREN_TEST_DATABASE_URL");
     const char *redis = getenv("AUREN_TEST_REDIS_URL");
 
+    cm_log_init(suite);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     if (db == NULL || db[0] == '\0' || redis == NULL || redis[0] == '\0') {
         fprintf(stderr, "%s: AUREN_TEST_DATABASE_URL or AUREN_TEST_REDIS_URL unset, "
                         "integration cases skipped\n", suite);
@@ -69,13 +84,18 @@ int proc_fx_fake_start(void)
     return fake_port;
 }
 
+static void stop_child(pid_t *pid)
+{
+    if (*pid > 0) {
+        kill(*pid, SIGTERM);
+        waitpid(*pid, NULL, 0);
+        *pid = 0;
+    }
+}
+
 void proc_fx_fake_stop(void)
 {
-    if (fake_pid > 0) {
-        kill(fake_pid, SIGTERM);
-        waitpid(fake_pid, NULL, 0);
-        fake_pid = 0;
-    }
+    stop_child(&fake_pid);
 }
 
 int proc_fx_redis_start(void)
@@ -114,11 +134,7 @@ int proc_fx_redis_start(void)
 
 void proc_fx_redis_stop(void)
 {
-    if (redis_pid > 0) {
-        kill(redis_pid, SIGTERM);
-        waitpid(redis_pid, NULL, 0);
-        redis_pid = 0;
-    }
+    stop_child(&redis_pid);
 }
 
 static size_t collect_body(char *p, size_t size, size_t n, void *arg)

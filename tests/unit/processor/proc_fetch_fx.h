@@ -8,6 +8,7 @@
 #ifndef PROC_FETCH_FX_H
 #define PROC_FETCH_FX_H
 
+#include <check.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,8 +18,11 @@
 #define FX_KEYS "dev1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 #define FX_OTHER_KEYS "other:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
 
-/* Both variables set (else the cases skip, and this says so once on stderr). */
+/* Starts logging and libcurl; true when both variables are set (else the cases skip, and this
+ * says so once on stderr). */
 bool proc_fx_enabled(const char *suite);
+/* Runs the suite (Check's fork mode), ends libcurl; the exit status of main(). */
+int proc_fx_run(Suite *s);
 
 /* The fake vendor: start (port), control POST (JSON body), stop. */
 int proc_fx_fake_start(void);

@@ -7,7 +7,6 @@
  * start-up errors of proc_fetcher_new(). Needs AUREN_TEST_DATABASE_URL and AUREN_TEST_REDIS_URL
  * (proc_fetch_fx.h). */
 #include <check.h>
-#include <curl/curl.h>
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
@@ -169,8 +168,8 @@ static void pump(int ms)
     }
 }
 
-/* The dead letter of key (stage fetcher): its reason and detail. */
-static void wait_dlq(const char *key, const char *reason, char *detail, size_t detailsz)
+/* Wait for the dead letter of key (stage fetcher) and check its reason and detail (unless NULL). */
+static void wait_dlq(const char *key, const char *reason, const char *detail)
 {
     int64_t end = cm_mono_us() + DEADLINE_MS * INT64_C(1000);
 
@@ -186,9 +185,8 @@ static void wait_dlq(const char *key, const char *reason, char *detail, size_t d
             ck_assert_str_eq(d.stage, "fetcher");
             ck_assert_msg(strcmp(d.reason, reason) == 0, "%s: dead letter %s (%s), want %s", key,
                           d.reason, d.detail, reason);
-            if (detail != NULL) {
-                cm_strlcpy(detail, d.detail, detailsz);
-            }
+            ck_assert_msg(detail == NULL || strcmp(d.detail, detail) == 0, "%s: detail %s, want %s",
+                          key, d.detail, detail != NULL ? detail : "-");
             cm_dead_letter_fini(&d);
             return;
         }
@@ -297,7 +295,7 @@ START_TEST(test_vendor_answers_under_fault)
     struct cm_err err = { { 0 } };
     struct proc_fetcher *f;
     struct cm_fetch_job rj;
-    char v[14][48], k[14][96], detail[96], rt[64];
+    char v[14][48], k[14][96], rt[64];
 
     if (!enabled) {
         return;
@@ -340,18 +338,12 @@ START_TEST(test_vendor_answers_under_fault)
     job("polar", v[11], "sleep", "2026-11-20", NULL,
         "https://www.polaraccesslink.com/v3/users/sleep/2026-11-20");
 
-    wait_dlq(k[0], "forbidden", detail, sizeof(detail));
-    ck_assert_str_eq(detail, "http_403");
-    wait_dlq(k[10], "not_found", detail, sizeof(detail));
-    ck_assert_str_eq(detail, "http_404");
-    wait_dlq(k[2], "vendor_rejected", detail, sizeof(detail));
-    ck_assert_str_eq(detail, "http_418");
-    wait_dlq(k[7], "vendor_rejected", detail, sizeof(detail));
-    ck_assert_str_eq(detail, "http_400");
-    wait_dlq(k[8], "not_scored", detail, sizeof(detail));
-    ck_assert_str_eq(detail, "missing_field: cycle_id");
-    wait_dlq(k[9], "vendor_rejected", detail, sizeof(detail));
-    ck_assert_str_eq(detail, "malformed_json");
+    wait_dlq(k[0], "forbidden", "http_403");
+    wait_dlq(k[10], "not_found", "http_404");
+    wait_dlq(k[2], "vendor_rejected", "http_418");
+    wait_dlq(k[7], "vendor_rejected", "http_400");
+    wait_dlq(k[8], "not_scored", "missing_field: cycle_id");
+    wait_dlq(k[9], "vendor_rejected", "malformed_json");
     /* the sleep, then its cycle's recovery; a Polar night and its nightly recharge */
     wait_raw(k[12], 1, rt, sizeof(rt));
     ck_assert_str_eq(rt, "whoop.recovery");
@@ -370,15 +362,11 @@ START_TEST(test_vendor_answers_under_fault)
     ck_assert_int_eq(rj.attempt, 1);
     ck_assert_int_gt(rj.not_before_us, rj.created_at_us);
     cm_fetch_job_fini(&rj);
-    wait_dlq(k[3], "fetch_failed", detail, sizeof(detail));
-    ck_assert_str_eq(detail, "attempts=3 last=http_503");
+    wait_dlq(k[3], "fetch_failed", "attempts=3 last=http_503");
     ck_assert_uint_eq(count(CM_TOPIC_FETCH_RETRY, k[3]), 2);
-    wait_dlq(k[4], "fetch_failed", detail, sizeof(detail));
-    ck_assert_str_eq(detail, "attempts=3 last=timeout");
-    wait_dlq(k[5], "fetch_failed", detail, sizeof(detail));
-    ck_assert_str_eq(detail, "attempts=3 last=transport");
-    wait_dlq(k[6], "fetch_failed", detail, sizeof(detail));
-    ck_assert_str_eq(detail, "attempts=3 last=http_429");
+    wait_dlq(k[4], "fetch_failed", "attempts=3 last=timeout");
+    wait_dlq(k[5], "fetch_failed", "attempts=3 last=transport");
+    wait_dlq(k[6], "fetch_failed", "attempts=3 last=http_429");
     ck_assert_uint_eq(count(CM_TOPIC_RAW, k[3]) + count(CM_TOPIC_RAW, k[4]), 0);
     ck_assert_double_ge(metric("auren_fetcher_requests_total{vendor=\"strava\",status=\"error\"} "),
                         3);
@@ -393,7 +381,7 @@ START_TEST(test_second_pass_and_triage)
 {
     struct cm_err err = { { 0 } };
     struct proc_fetcher *f;
-    char v[10][48], k[10][96], detail[96], rt[64], sql[640];
+    char v[10][48], k[10][96], rt[64], sql[640];
     redisContext *rc;
     struct proc_redis_url ru;
     struct cm_fetch_job rj;
@@ -459,19 +447,15 @@ START_TEST(test_second_pass_and_triage)
     wait_raw(k[0], 1, rt, sizeof(rt));
     ck_assert_str_eq(rt, "whoop.sleep");
     ck_assert_int_eq(proc_fx_refreshes("whoop", v[0]), 1);
-    wait_dlq("oura:ig-1", "reconsent_required", NULL, 0);
-    wait_dlq(k[2], "fetch_failed", detail, sizeof(detail));
-    ck_assert_str_eq(detail, "attempts=3 last=refresh_failed");
-    wait_dlq(k[3], "fetch_failed", detail, sizeof(detail));
-    ck_assert_str_eq(detail, "attempts=3 last=http_401");
-    wait_dlq("terra:t1", "unsupported_fetch", NULL, 0);
-    wait_dlq("whoop:no-object", "missing_field", detail, sizeof(detail));
-    ck_assert_str_eq(detail, "missing_field: object_id");
-    wait_dlq("oura:sealed-elsewhere", "token_unreadable", NULL, 0);
-    wait_dlq(k[5], "reconsent_required", NULL, 0);
-    wait_dlq("oura:garbage", "undecodable", NULL, 0);
-    wait_dlq(k[6], "fetch_failed", detail, sizeof(detail));
-    ck_assert_str_eq(detail, "attempts=3 last=refresh_failed");
+    wait_dlq("oura:ig-1", "reconsent_required", NULL);
+    wait_dlq(k[2], "fetch_failed", "attempts=3 last=refresh_failed");
+    wait_dlq(k[3], "fetch_failed", "attempts=3 last=http_401");
+    wait_dlq("terra:t1", "unsupported_fetch", NULL);
+    wait_dlq("whoop:no-object", "missing_field", "missing_field: object_id");
+    wait_dlq("oura:sealed-elsewhere", "token_unreadable", NULL);
+    wait_dlq(k[5], "reconsent_required", NULL);
+    wait_dlq("oura:garbage", "undecodable", NULL);
+    wait_dlq(k[6], "fetch_failed", "attempts=3 last=refresh_failed");
     wait_retry(k[7], 1, &rj);
     ck_assert_int_eq(rj.attempt, 0);
     ck_assert_int_ge(rj.not_before_us, rj.created_at_us + 3000000);
@@ -553,7 +537,7 @@ START_TEST(test_database_and_delivery_faults)
     f = proc_fetcher_new(&cfg, &err);
     ck_assert_msg(f != NULL, "%s", err.msg);
     ck_assert_int_eq(proc_fetcher_start(f, &err), CM_OK);
-    wait_dlq("terra:after-refusal", "unsupported_fetch", NULL, 0);
+    wait_dlq("terra:after-refusal", "unsupported_fetch", NULL);
     user("oura", "after", v[1], k[1]);
     job("oura", v[1], "daily_activity", "o9", "create", NULL);
     wait_raw(k[1], 1, rt, sizeof(rt));
@@ -608,20 +592,10 @@ static Suite *fetcher_suite(void)
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
-
-    cm_log_init("proc_fetcher_test");
     /* The tests start several fetchers in one consumer group, one after the other: a short
      * session lets the next one take over the partitions soon (the mock cluster waits for the
      * previous member's session to end). Read by cm_kafka_conf_new() like any KAFKA_ variable. */
     setenv("KAFKA_SESSION_TIMEOUT_MS", "6000", 1);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     enabled = proc_fx_enabled("proc_fetcher");
-    sr = srunner_create(fetcher_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    curl_global_cleanup();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return proc_fx_run(fetcher_suite());
 }

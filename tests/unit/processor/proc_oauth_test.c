@@ -5,7 +5,6 @@
  * replica, and a Redis that refuses, answers errors or goes away. Needs AUREN_TEST_DATABASE_URL
  * and AUREN_TEST_REDIS_URL (proc_fetch_fx.h). */
 #include <check.h>
-#include <curl/curl.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -616,16 +615,6 @@ static Suite *oauth_suite(void)
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
-
-    cm_log_init("proc_oauth_test");
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     enabled = proc_fx_enabled("proc_oauth");
-    sr = srunner_create(oauth_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    curl_global_cleanup();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return proc_fx_run(oauth_suite());
 }
