@@ -1010,10 +1010,7 @@ static enum cm_rc deleted_window(struct proc_fetcher *f, const struct job *jb, s
     const struct proc_gh_type *t = proc_google_health_type(jb->j.resource);
     char own[96], named[128];
 
-    if (t == NULL) {
-        return cm_err_set(err, CM_INVALID, "unsupported_fetch: %s",
-                          proc_norm_safe_name(jb->j.resource));
-    }
+    cm_assert(t != NULL); /* the plan (PROC_PLAN_DELETE) accepted only known data types */
     snprintf(own, sizeof(own), "%s@%%", t->member);
     snprintf(named, sizeof(named), "%%dataTypes/%s/dataPoints/%%", t->data_type);
     return proc_oauth_window_events(f->oauth, jb->j.vendor, jb->conn->t.user_id, own, named,

@@ -60,7 +60,8 @@ bool proc_fx_enabled(const char *suite)
 
 int proc_fx_fake_start(void)
 {
-    char *argv[] = { (char *)"/usr/bin/python3", (char *)AUREN_SOURCE_DIR "/tests/fakevendor/server.py",
+    char *argv[] = { (char *)"/usr/bin/python3",
+                     (char *)AUREN_SOURCE_DIR "/tests/fakevendor/server.py",
                      (char *)"--port", (char *)"0", NULL };
     posix_spawn_file_actions_t fa;
     int fds[2];
@@ -230,6 +231,7 @@ const char *proc_fx_db_setup(void)
     struct dirent **files;
     int n;
 
+    ck_assert_ptr_nonnull(base);
     fx_pg = PQconnectdb(base);
     ck_assert_msg(PQstatus(fx_pg) == CONNECTION_OK, "%s", PQerrorMessage(fx_pg));
     cm_random_id(id);

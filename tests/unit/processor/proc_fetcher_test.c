@@ -295,12 +295,12 @@ START_TEST(test_vendor_answers_under_fault)
     struct cm_err err = { { 0 } };
     struct proc_fetcher *f;
     struct cm_fetch_job rj;
-    char v[14][48], k[14][96], rt[64];
+    char v[16][48], k[16][96], rt[64];
 
     if (!enabled) {
         return;
     }
-    cfg.fetch_http_timeout_ms = 1000;
+    cfg.fetch_http_timeout_ms = 2000;
     cfg.refresh_lock_ms = 900;
     f = proc_fetcher_new(&cfg, &err);
     ck_assert_msg(f != NULL, "%s", err.msg);
@@ -314,7 +314,7 @@ START_TEST(test_vendor_answers_under_fault)
     job("strava", v[2], "activity", "1360128428", "create", NULL);
     fault("fitbit", user("fitbit", "503", v[3], k[3]), "\"mode\":\"status\",\"status\":503");
     job("fitbit", v[3], "sleep", "2026-11-20", NULL, NULL);
-    fault("strava", user("strava", "slow", v[4], k[4]), "\"mode\":\"slow\",\"seconds\":3");
+    fault("strava", user("strava", "slow", v[4], k[4]), "\"mode\":\"slow\",\"seconds\":4");
     job("strava", v[4], "activity", "1360128428", "create", NULL);
     fault("oura", user("oura", "drop", v[5], k[5]), "\"mode\":\"close\"");
     job("oura", v[5], "workout", "o3", "create", NULL);
@@ -334,6 +334,11 @@ START_TEST(test_vendor_answers_under_fault)
           "\"mode\":\"status\",\"status\":429,\"count\":1,\"headers\":{\"Retry-After\":"
           "\"1    (seconds; a value longer than the fetcher keeps)\"}");
     job("strava", v[13], "activity", "1360128428", "create", NULL);
+    fault("withings", user("withings", "401", v[14], k[14]), "\"mode\":\"status\",\"status\":401");
+    job("withings", v[14], "temperature", NULL, NULL, NULL);
+    fault("withings", user("withings", "nostatus", v[15], k[15]),
+          "\"mode\":\"body\",\"body\":\"{\\\"body\\\":{\\\"measuregrps\\\":[]}}\"");
+    job("withings", v[15], "weight", NULL, NULL, NULL);
     user("polar", "sleep", v[11], k[11]);
     job("polar", v[11], "sleep", "2026-11-20", NULL,
         "https://www.polaraccesslink.com/v3/users/sleep/2026-11-20");
@@ -349,6 +354,12 @@ START_TEST(test_vendor_answers_under_fault)
     ck_assert_str_eq(rt, "whoop.recovery");
     wait_raw(k[11], 2, rt, sizeof(rt));
     ck_assert_str_eq(rt, "polar.nightly_recharge");
+    /* Withings: its 401 in a 200 answer is a 401 (refreshed once, then an attempt lost); an
+     * answer without a status is data */
+    wait_dlq(k[14], "fetch_failed", "attempts=3 last=http_401");
+    ck_assert_int_ge(proc_fx_refreshes("withings", v[14]), 1);
+    wait_raw(k[15], 1, rt, sizeof(rt));
+    ck_assert_str_eq(rt, "withings.weight");
     /* a 429 (its Retry-After longer than the fetcher keeps, still read): retried, then fetched */
     wait_raw(k[13], 1, rt, sizeof(rt));
     ck_assert_str_eq(rt, "strava.activity");
@@ -566,6 +577,10 @@ START_TEST(test_new_rejects_bad_settings)
     ck_assert_ptr_null(proc_fetcher_new(&cfg, &err));
     ck_assert_ptr_nonnull(strstr(err.msg, "KAFKA_NO_SUCH_PROPERTY"));
     unsetenv("KAFKA_NO_SUCH_PROPERTY");
+    setenv("KAFKA_MAX_IN_FLIGHT", "10", 1); /* a valid property the idempotent producer refuses */
+    ck_assert_ptr_null(proc_fetcher_new(&cfg, &err));
+    ck_assert_ptr_nonnull(strstr(err.msg, "kafka: "));
+    unsetenv("KAFKA_MAX_IN_FLIGHT");
     f = proc_fetcher_new(&cfg, &err); /* never started: stop and free only */
     ck_assert_ptr_nonnull(f);
     proc_fetcher_stop(f);
