@@ -24,12 +24,15 @@
 
 extern char **environ;
 
-static pid_t fake_pid, redis_pid;
+static pid_t fake_pid, redis_pid, own_redis_pid;
 static int redis_port;
 static int fake_port;
 static PGconn *fx_pg;
 static char fx_schema[40];
 static char fx_url[512];
+
+static int redis_start(pid_t *pid);
+static void stop_child(pid_t *pid);
 
 int proc_fx_run(Suite *s)
 {
@@ -39,6 +42,7 @@ int proc_fx_run(Suite *s)
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    stop_child(&own_redis_pid);
     curl_global_cleanup();
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
@@ -50,12 +54,31 @@ bool proc_fx_enabled(const char *suite)
 
     cm_log_init(suite);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    if (db == NULL || db[0] == '\0' || redis == NULL || redis[0] == '\0') {
-        fprintf(stderr, "%s: AUREN_TEST_DATABASE_URL or AUREN_TEST_REDIS_URL unset, "
-                        "integration cases skipped\n", suite);
+    if (db == NULL || db[0] == '\0') {
+        fprintf(stderr, "%s: AUREN_TEST_DATABASE_URL unset, integration cases skipped\n", suite);
         return false;
     }
+    if (redis == NULL || redis[0] == '\0') {
+        /* no stack Redis named: a private one for this run */
+        char url[64];
+        int p = redis_start(&own_redis_pid);
+        if (p < 0) {
+            fprintf(stderr, "%s: cannot start a private redis-server\n", suite);
+            exit(EXIT_FAILURE);
+        }
+        snprintf(url, sizeof(url), "redis://127.0.0.1:%d/0", p);
+        setenv("AUREN_TEST_REDIS_URL", url, 1);
+    }
     return true;
+}
+
+static void stop_child(pid_t *pid)
+{
+    if (*pid > 0) {
+        kill(*pid, SIGTERM);
+        waitpid(*pid, NULL, 0);
+        *pid = 0;
+    }
 }
 
 int proc_fx_fake_start(void)
@@ -85,21 +108,13 @@ int proc_fx_fake_start(void)
     return fake_port;
 }
 
-static void stop_child(pid_t *pid)
-{
-    if (*pid > 0) {
-        kill(*pid, SIGTERM);
-        waitpid(*pid, NULL, 0);
-        *pid = 0;
-    }
-}
-
 void proc_fx_fake_stop(void)
 {
     stop_child(&fake_pid);
 }
 
-int proc_fx_redis_start(void)
+/* -1 when it does not come up; no Check assertions here (also called outside a test). */
+static int redis_start(pid_t *pid)
 {
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     socklen_t alen = sizeof(a);
@@ -109,18 +124,24 @@ int proc_fx_redis_start(void)
                      (char *)"--bind", (char *)"127.0.0.1", (char *)"--save", (char *)"",
                      (char *)"--appendonly", (char *)"no", NULL };
     posix_spawn_file_actions_t fa;
+    int rc;
 
     /* a port nobody listens on now (the kernel's pick), then the server on it */
-    ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
-    ck_assert_int_eq(getsockname(s, (struct sockaddr *)&a, &alen), 0);
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        getsockname(s, (struct sockaddr *)&a, &alen) != 0) {
+        if (s >= 0) {
+            close(s);
+        }
+        return -1;
+    }
     close(s);
     redis_port = ntohs(a.sin_port);
     snprintf(port, sizeof(port), "%d", redis_port);
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", 1, 0);
-    ck_assert_int_eq(posix_spawn(&redis_pid, argv[0], &fa, NULL, argv, environ), 0);
+    rc = posix_spawn(pid, argv[0], &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
-    for (int i = 0; i < 200; i++) { /* up to 10 s for the server to listen */
+    for (int i = 0; rc == 0 && i < 200; i++) { /* up to 10 s for the server to listen */
         redisContext *c = redisConnect("127.0.0.1", redis_port);
         bool up = c != NULL && c->err == 0;
         redisFree(c);
@@ -129,8 +150,16 @@ int proc_fx_redis_start(void)
         }
         usleep(50000);
     }
-    ck_abort_msg("private redis-server did not start");
+    stop_child(pid);
     return -1;
+}
+
+int proc_fx_redis_start(void)
+{
+    int p = redis_start(&redis_pid);
+
+    ck_assert_msg(p > 0, "private redis-server did not start");
+    return p;
 }
 
 void proc_fx_redis_stop(void)

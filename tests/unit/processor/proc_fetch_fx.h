@@ -3,8 +3,9 @@
  * - a PostgreSQL schema of its own (AUREN_TEST_DATABASE_URL) with the migrations applied, so the
  *   tests run beside other suites, and connections sealed like `auren-admin connections add`;
  * - a processor configuration pointing every vendor at the fake (as config/local.env does).
- * The cases need AUREN_TEST_DATABASE_URL and AUREN_TEST_REDIS_URL (the local stack; `make
- * unit-tests` sets both when it answers) and skip, saying so, without them. */
+ * The cases need AUREN_TEST_DATABASE_URL (the local stack; `make unit-tests` sets it when it
+ * answers) and skip, saying so, without it. Redis is AUREN_TEST_REDIS_URL when set, else a private
+ * redis-server started for the run. */
 #ifndef PROC_FETCH_FX_H
 #define PROC_FETCH_FX_H
 
@@ -18,10 +19,11 @@
 #define FX_KEYS "dev1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 #define FX_OTHER_KEYS "other:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
 
-/* Starts logging and libcurl; true when both variables are set (else the cases skip, and this
- * says so once on stderr). */
+/* Starts logging and libcurl (and the private Redis when AUREN_TEST_REDIS_URL is unset); true
+ * when AUREN_TEST_DATABASE_URL is set (else the cases skip, and this says so on stderr). */
 bool proc_fx_enabled(const char *suite);
-/* Runs the suite (Check's fork mode), ends libcurl; the exit status of main(). */
+/* Runs the suite (Check's fork mode), stops the private Redis, ends libcurl; the exit status
+ * of main(). */
 int proc_fx_run(Suite *s);
 
 /* The fake vendor: start (port), control POST (JSON body), stop. */

@@ -4,8 +4,8 @@
  * from the topics: raw records, retry-topic jobs (attempt, not_before) and dead letters (reason,
  * detail). Also: the second pass after a 401 (refresh ok, refused, failing), a rate block, a
  * database that cannot answer, failed deliveries (the round is replayed, nothing lost), and the
- * start-up errors of proc_fetcher_new(). Needs AUREN_TEST_DATABASE_URL and AUREN_TEST_REDIS_URL
- * (proc_fetch_fx.h). */
+ * start-up errors of proc_fetcher_new(). Needs AUREN_TEST_DATABASE_URL (and AUREN_TEST_REDIS_URL
+ * or a private redis-server, proc_fetch_fx.h). */
 #include <check.h>
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>

@@ -3,7 +3,7 @@
  * (triggers), the token endpoint of the fake vendor answering 5xx, garbage, no access_token,
  * invalid_grant (Withings' own form too) or nothing at all, a refresh lock held by another
  * replica, and a Redis that refuses, answers errors or goes away. Needs AUREN_TEST_DATABASE_URL
- * and AUREN_TEST_REDIS_URL (proc_fetch_fx.h). */
+ * (and AUREN_TEST_REDIS_URL or a private redis-server, proc_fetch_fx.h). */
 #include <check.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
