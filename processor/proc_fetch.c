@@ -634,11 +634,20 @@ static void record_breaker(struct proc_fetcher *f, struct job *jb, bool ok)
 /* Withings answers HTTP 200 with {"status": n}: map it onto HTTP-like classes. */
 static long withings_status(const struct xfer *x)
 {
-    const char *p = (const char *)x->body.data;
-    const char *s = p != NULL ? strstr(p, "\"status\"") : NULL;
+    char head[128]; /* the body is not NUL-terminated: search a terminated copy of its start */
+    size_t n = x->body.data != NULL ? x->body.len : 0;
+    const char *s;
     long st = 0;
 
-    if (s == NULL || (size_t)(s - p) > 64) {
+    if (n >= sizeof(head)) {
+        n = sizeof(head) - 1;
+    }
+    if (n > 0) {
+        memcpy(head, x->body.data, n);
+    }
+    head[n] = '\0';
+    s = strstr(head, "\"status\"");
+    if (s == NULL || (size_t)(s - head) > 64) {
         return 200;
     }
     s = strchr(s, ':');
@@ -1010,10 +1019,7 @@ static enum cm_rc deleted_window(struct proc_fetcher *f, const struct job *jb, s
     const struct proc_gh_type *t = proc_google_health_type(jb->j.resource);
     char own[96], named[128];
 
-    if (t == NULL) {
-        return cm_err_set(err, CM_INVALID, "unsupported_fetch: %s",
-                          proc_norm_safe_name(jb->j.resource));
-    }
+    cm_assert(t != NULL); /* the plan (PROC_PLAN_DELETE) accepted only known data types */
     snprintf(own, sizeof(own), "%s@%%", t->member);
     snprintf(named, sizeof(named), "%%dataTypes/%s/dataPoints/%%", t->data_type);
     return proc_oauth_window_events(f->oauth, jb->j.vendor, jb->conn->t.user_id, own, named,

@@ -164,10 +164,11 @@ static enum cm_rc plan_by_id(const struct cm_fetch_job *j, const char *base, con
 {
     char id[400], pq[600];
 
-    if (j->object_id == NULL || !escape(j->object_id, id, sizeof(id))) {
+    if (j->object_id == NULL) {
         return cm_err_set(err, CM_INVALID, "missing_field: object_id");
     }
-    if (snprintf(pq, sizeof(pq), "%s%s%s", prefix, id, suffix) >= (int)sizeof(pq)) {
+    if (!escape(j->object_id, id, sizeof(id)) ||
+        snprintf(pq, sizeof(pq), "%s%s%s", prefix, id, suffix) >= (int)sizeof(pq)) {
         return cm_err_set(err, CM_INVALID, "out_of_range: object_id");
     }
     plan->n = 1;

@@ -31,9 +31,19 @@ Test control (JSON bodies), never used by the bridge:
   POST /_control/gh_points {"vendor_user_id","type","points":[DataPoint...],"page_size":N}
                                  Google Health list answers for that user and data type (instead
                                  of the fixture), paged by page_size
+  POST /_control/fault   {"vendor","vendor_user_id","mode",...,"count":N}   the next N (default:
+                                 every) data requests of that user, once its token is accepted:
+                                 mode "status" answers {"status":S} (Withings: HTTP 200 with
+                                 {"status":S}, its documented error form), "body" answers 200
+                                 with the text {"body"} (garbage, truncated JSON, a record
+                                 without a field), "slow" waits {"seconds"} first, "close" drops
+                                 the connection without an answer
+  POST /_control/token_fault {"vendor","mode",...,"count":N}   the same modes for the vendor's
+                                 token endpoint (before the refresh token is checked)
   POST /_control/reset
 
-Run: python3 tests/fakevendor/server.py [--port 18080]
+Run: python3 tests/fakevendor/server.py [--port 18080]  (--port 0: any free port, printed on the
+first line of stdout)
 """
 
 import argparse
@@ -69,6 +79,20 @@ class State:
         self.fail = {}        # vendor -> (status, until)
         self.limit = {}       # vendor -> [count, retry_after]
         self.gh_points = {}   # (vuid, data type) -> (points, page size)
+        self.faults = {}      # (vendor, vuid) -> fault dict (data requests)
+        self.token_faults = {}  # vendor -> fault dict (token endpoint)
+
+
+def take_fault(table, key):
+    """The fault armed for key (its count decremented), or None."""
+    f = table.get(key)
+    if f is None:
+        return None
+    if f.get("count") is not None:
+        if f["count"] <= 0:
+            return None
+        f["count"] -= 1
+    return f
 
 
 STATE = State()
@@ -176,6 +200,10 @@ class Handler(BaseHTTPRequestHandler):
                                               time.time() + float(data["seconds"]))
             elif path == "/_control/limit":
                 STATE.limit[data["vendor"]] = [int(data["count"]), int(data["retry_after"])]
+            elif path == "/_control/fault":
+                STATE.faults[(data["vendor"], str(data["vendor_user_id"]))] = data
+            elif path == "/_control/token_fault":
+                STATE.token_faults[data["vendor"]] = data
             elif path == "/_control/gh_points":
                 STATE.gh_points[(str(data["vendor_user_id"]), data["type"])] = (
                     data["points"], int(data.get("page_size", GH_MAX_PAGE)))
@@ -184,8 +212,34 @@ class Handler(BaseHTTPRequestHandler):
         return self._send(200, {"ok": True})
 
     # ---- OAuth
+    def _fault(self, fault, vendor):
+        """Answer as the armed fault says; False when the request goes on normally."""
+        mode = fault.get("mode")
+        if mode == "slow":
+            time.sleep(float(fault.get("seconds", 1)))
+            return False
+        if mode == "close":
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return True
+        if mode == "body":
+            self._send(200, fault.get("body", "").encode(), ctype=fault.get("ctype",
+                                                                              "application/json"))
+            return True
+        status = int(fault.get("status", 500))
+        if vendor == "withings" and status != 200 and fault.get("http") is None:
+            self._send(200, {"status": status, "error": "fault"})
+        else:
+            self._send(int(fault.get("http") or status), {"error": "fault"},
+                       headers=fault.get("headers"))
+        return True
+
     def _token(self, vendor):
         form = dict(urllib.parse.parse_qsl(self._body().decode()))
+        with STATE.lock:
+            fault = take_fault(STATE.token_faults, vendor)
+        if fault is not None and self._fault(fault, vendor):
+            return None
         cid, secret = CLIENTS[vendor]
         if vendor in BASIC_AUTH:
             want = "Basic " + base64.b64encode(("%s:%s" % (cid, secret)).encode()).decode()
@@ -291,7 +345,10 @@ class Handler(BaseHTTPRequestHandler):
                 hdr = {"Retry-After": str(lim[1]), "X-RateLimit-Remaining": "0",
                        "X-RateLimit-Reset": str(lim[1]), "X-RateLimit-Limit": "100"}
                 return self._send(429, {"error": "rate limited"}, headers=hdr)
-            entry["status"] = 200
+            fault = take_fault(STATE.faults, (vendor, owner[1]))
+            entry["status"] = fault.get("status", 200) if fault is not None else 200
+        if fault is not None and self._fault(fault, vendor):
+            return None
         if vendor == "garmin":  # Garmin summaries name their user: answer as the caller's
             body = body.replace(b'"garmin-user-1"', json.dumps(owner[1]).encode())
         if vendor == "google_health":
@@ -342,4 +399,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=18080)
     args = ap.parse_args()
-    ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
+    srv = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    srv.daemon_threads = True
+    print(srv.server_address[1], flush=True)
+    srv.serve_forever()

@@ -288,6 +288,100 @@ START_TEST(test_breaker)
 }
 END_TEST
 
+/* Jobs that cannot be planned say why; jobs of nothing we normalize are skipped. */
+START_TEST(test_plan_rejections)
+{
+    struct cm_err err = { { 0 } };
+    struct proc_plan p;
+    struct cm_fetch_job j;
+    char big[2100], longid[600];
+
+    memset(big, 'b', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    memcpy(big, "http://", 7);
+    memset(longid, '7', sizeof(longid) - 1);
+    longid[sizeof(longid) - 1] = '\0';
+#define PLAN_FAILS(base, reason)                                                                  \
+    do {                                                                                          \
+        ck_assert_int_eq(proc_fetch_plan(&j, base, 0, &p, &err), CM_INVALID);                     \
+        ck_assert_str_eq(err.msg, reason);                                                        \
+    } while (0)
+#define PLAN_SKIPS()                                                                              \
+    do {                                                                                          \
+        ck_assert_int_eq(proc_fetch_plan(&j, "http://h", 0, &p, &err), CM_OK);                   \
+        ck_assert_int_eq(p.kind, PROC_PLAN_SKIP);                                                 \
+    } while (0)
+
+    j = job("whoop", "sleep", "s1");
+    PLAN_FAILS(big, "out_of_range: url");
+    j = job("whoop", "sleep", longid); /* was reported as a missing field */
+    PLAN_FAILS("http://h", "out_of_range: object_id");
+    j = job("whoop", "sleep", NULL);
+    j.event_type = (char *)"sleep.deleted";
+    PLAN_FAILS("http://h", "missing_field: object_id");
+    j = job("withings", "weight", NULL);
+    PLAN_FAILS(big, "out_of_range: url");
+    j = job("withings", "heart_rate", NULL);
+    PLAN_SKIPS();
+    j = job("google_health", "steps", NULL);
+    PLAN_FAILS(big, "out_of_range: url");
+    j = job("oura", "heart_rate", "x");
+    PLAN_SKIPS();
+    j = job("polar", "exercise", "x");
+    PLAN_FAILS("http://h", "missing_field: url");
+    j.url = (char *)"https://www.polaraccesslink.com/v3/users/activity-transactions/1";
+    j.resource = (char *)"activity";
+    PLAN_SKIPS();
+    j.resource = (char *)"exercise";
+    j.url = (char *)"no-scheme/v3/exercises/1";
+    PLAN_FAILS("http://h", "bad_url");
+    j.url = (char *)"https://host-without-path";
+    PLAN_FAILS("http://h", "bad_url");
+    j.url = (char *)"https://h/v3/exercises/1#frag";
+    PLAN_FAILS("http://h", "bad_url");
+    j.url = (char *)"https://h/v3/exercises/a b";
+    PLAN_FAILS("http://h", "bad_url");
+    j.url = (char *)"https://h/v3/exercises/1";
+    memset(big + 7, 'o', 300);
+    big[307] = '\0';
+    PLAN_FAILS(big, "bad_url"); /* an origin longer than any host */
+    memset(big, 'b', sizeof(big) - 1);
+    memcpy(big, "http://", 7);
+    j = job("polar", "sleep", longid);
+    j.url = (char *)"https://www.polaraccesslink.com/v3/users/sleep/2026-11-20";
+    PLAN_FAILS("http://h", "out_of_range: object_id");
+    j = job("garmin", "dailies", NULL);
+    PLAN_FAILS("http://h", "missing_field: url");
+    j = job("terra", "activity", "x");
+    PLAN_FAILS("http://h", "unsupported_fetch: terra");
+#undef PLAN_FAILS
+#undef PLAN_SKIPS
+}
+END_TEST
+
+/* Rate hints with spaces; a breaker with a zero window; a half-open breaker whose probe was
+ * given back (the fetcher does so when the probe could not take a budget). */
+START_TEST(test_hint_and_breaker_edges)
+{
+    struct proc_rate_headers h = { .retry_after = "   7" };
+    struct proc_breaker b;
+    int64_t t = 1000000000;
+
+    ck_assert_int_eq(proc_rate_wait_ms(429, &h, 0), 7000);
+    proc_breaker_init(&b, 1, 50, 0, 1000);
+    ck_assert_int_eq(b.bucket_us, 1);
+    proc_breaker_record(&b, false, t);
+    ck_assert_int_eq(b.state, PROC_BREAKER_OPEN);
+    ck_assert(proc_breaker_allow(&b, t + 1000000));
+    ck_assert_int_eq(b.state, PROC_BREAKER_HALF_OPEN);
+    b.probe_in_flight = false;
+    ck_assert(proc_breaker_allow(&b, t + 1000001));
+    ck_assert(b.probe_in_flight);
+    ck_assert(!proc_breaker_allow(&b, t + 1000002));
+    ck_assert_int_eq(proc_breaker_retry_at_us(&b, t), t + 250000);
+}
+END_TEST
+
 START_TEST(test_token_request_and_answer)
 {
     struct proc_api_cfg basic = { "id", "s&cret", "http://h", "http://h/t", (char *)"basic" };
@@ -371,6 +465,8 @@ int main(void)
     tcase_add_test(tc, test_rate_hints);
     tcase_add_test(tc, test_backoff);
     tcase_add_test(tc, test_breaker);
+    tcase_add_test(tc, test_plan_rejections);
+    tcase_add_test(tc, test_hint_and_breaker_edges);
     tcase_add_test(tc, test_token_request_and_answer);
     tcase_add_test(tc, test_refresh_due_with_jitter);
     tcase_add_test(tc, test_raw_event_id_is_deterministic);
