@@ -108,14 +108,14 @@ static volatile sig_atomic_t stop_flag;
 struct run_arg {
     struct proc_loop *loop;
     enum cm_rc rc;
+    struct cm_err err;
 };
 
 static void *run_loop(void *p)
 {
     struct run_arg *a = p;
-    struct cm_err err;
 
-    a->rc = proc_loop_run(a->loop, &stop_flag, &err);
+    a->rc = proc_loop_run(a->loop, &stop_flag, &a->err);
     return NULL;
 }
 
@@ -381,11 +381,469 @@ START_TEST(test_loop_retries_while_postgres_is_down)
 }
 END_TEST
 
+/* ---- fault injection: link-time wrappers (processor/CMakeLists.txt links this binary with
+ * -Wl,--wrap=<symbol>) capture the loop's own clients and fail one librdkafka call on demand;
+ * otherwise they call the real function. ---- */
+
+rd_kafka_t *__real_rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
+                                size_t errstr_size);
+rd_kafka_t *__wrap_rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
+                                size_t errstr_size);
+rd_kafka_resp_err_t __real_rd_kafka_subscribe(rd_kafka_t *rk,
+                                              const rd_kafka_topic_partition_list_t *topics);
+rd_kafka_resp_err_t __wrap_rd_kafka_subscribe(rd_kafka_t *rk,
+                                              const rd_kafka_topic_partition_list_t *topics);
+rd_kafka_error_t *__real_rd_kafka_abort_transaction(rd_kafka_t *rk, int timeout_ms);
+rd_kafka_error_t *__wrap_rd_kafka_abort_transaction(rd_kafka_t *rk, int timeout_ms);
+rd_kafka_error_t *__real_rd_kafka_seek_partitions(rd_kafka_t *rk,
+                                                  rd_kafka_topic_partition_list_t *parts,
+                                                  int timeout_ms);
+rd_kafka_error_t *__wrap_rd_kafka_seek_partitions(rd_kafka_t *rk,
+                                                  rd_kafka_topic_partition_list_t *parts,
+                                                  int timeout_ms);
+rd_kafka_resp_err_t __real_rd_kafka_consumer_close(rd_kafka_t *rk);
+rd_kafka_resp_err_t __wrap_rd_kafka_consumer_close(rd_kafka_t *rk);
+rd_kafka_resp_err_t __real_rd_kafka_flush(rd_kafka_t *rk, int timeout_ms);
+rd_kafka_resp_err_t __wrap_rd_kafka_flush(rd_kafka_t *rk, int timeout_ms);
+
+enum seek_fault { SEEK_OK, SEEK_ERROR, SEEK_PARTITION_ERROR };
+
+static pthread_mutex_t fault_mu = PTHREAD_MUTEX_INITIALIZER;
+static rd_kafka_t *loop_producer, *loop_consumer; /* the newest of the loop's clients */
+static int producers_made;
+static bool fail_producer_new, fail_subscribe, fail_close;
+static int fail_aborts;
+static enum seek_fault seek_fault;
+static int closes, flushes;
+
+static void faults_reset(void)
+{
+    pthread_mutex_lock(&fault_mu);
+    loop_producer = loop_consumer = NULL;
+    producers_made = 0;
+    fail_producer_new = fail_subscribe = fail_close = false;
+    fail_aborts = 0;
+    seek_fault = SEEK_OK;
+    closes = flushes = 0;
+    pthread_mutex_unlock(&fault_mu);
+}
+
+static bool is_loop_client(rd_kafka_t *rk)
+{
+    return strncmp(rd_kafka_name(rk), "auren-processor#", 16) == 0;
+}
+
+rd_kafka_t *__wrap_rd_kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *errstr,
+                                size_t errstr_size)
+{
+    rd_kafka_t *rk;
+
+    pthread_mutex_lock(&fault_mu);
+    if (type == RD_KAFKA_PRODUCER && fail_producer_new) {
+        pthread_mutex_unlock(&fault_mu);
+        snprintf(errstr, errstr_size, "injected: no more producers");
+        return NULL; /* like the real one, the caller keeps the conf */
+    }
+    pthread_mutex_unlock(&fault_mu);
+    rk = __real_rd_kafka_new(type, conf, errstr, errstr_size);
+    if (rk != NULL && is_loop_client(rk)) {
+        pthread_mutex_lock(&fault_mu);
+        if (type == RD_KAFKA_PRODUCER) {
+            loop_producer = rk;
+            producers_made++;
+        } else {
+            loop_consumer = rk;
+        }
+        pthread_mutex_unlock(&fault_mu);
+    }
+    return rk;
+}
+
+rd_kafka_resp_err_t __wrap_rd_kafka_subscribe(rd_kafka_t *rk,
+                                              const rd_kafka_topic_partition_list_t *topics)
+{
+    if (fail_subscribe) {
+        return RD_KAFKA_RESP_ERR__INVALID_ARG;
+    }
+    return __real_rd_kafka_subscribe(rk, topics);
+}
+
+rd_kafka_error_t *__wrap_rd_kafka_abort_transaction(rd_kafka_t *rk, int timeout_ms)
+{
+    pthread_mutex_lock(&fault_mu);
+    if (fail_aborts > 0) {
+        fail_aborts--;
+        pthread_mutex_unlock(&fault_mu);
+        return rd_kafka_error_new(RD_KAFKA_RESP_ERR__STATE, "injected abort failure");
+    }
+    pthread_mutex_unlock(&fault_mu);
+    return __real_rd_kafka_abort_transaction(rk, timeout_ms);
+}
+
+rd_kafka_error_t *__wrap_rd_kafka_seek_partitions(rd_kafka_t *rk,
+                                                  rd_kafka_topic_partition_list_t *parts,
+                                                  int timeout_ms)
+{
+    switch (seek_fault) {
+    case SEEK_ERROR:
+        return rd_kafka_error_new(RD_KAFKA_RESP_ERR__TIMED_OUT, "injected seek failure");
+    case SEEK_PARTITION_ERROR:
+        for (int i = 0; i < parts->cnt; i++) {
+            parts->elems[i].err = RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+        }
+        return NULL;
+    case SEEK_OK:
+        break;
+    }
+    return __real_rd_kafka_seek_partitions(rk, parts, timeout_ms);
+}
+
+rd_kafka_resp_err_t __wrap_rd_kafka_consumer_close(rd_kafka_t *rk)
+{
+    rd_kafka_resp_err_t e = __real_rd_kafka_consumer_close(rk);
+
+    if (is_loop_client(rk)) {
+        closes++;
+        if (fail_close) {
+            return RD_KAFKA_RESP_ERR__TRANSPORT;
+        }
+    }
+    return e;
+}
+
+rd_kafka_resp_err_t __wrap_rd_kafka_flush(rd_kafka_t *rk, int timeout_ms)
+{
+    rd_kafka_resp_err_t e = __real_rd_kafka_flush(rk, timeout_ms);
+
+    if (is_loop_client(rk)) {
+        flushes++;
+        if (fail_close) {
+            return RD_KAFKA_RESP_ERR__TIMED_OUT;
+        }
+    }
+    return e;
+}
+
+static rd_kafka_t *wait_client(rd_kafka_t **which)
+{
+    int64_t until = cm_mono_us() + 20 * 1000000LL;
+    rd_kafka_t *rk = NULL;
+
+    while (rk == NULL && cm_mono_us() < until) {
+        pthread_mutex_lock(&fault_mu);
+        rk = *which;
+        pthread_mutex_unlock(&fault_mu);
+        if (rk == NULL) {
+            usleep(10 * 1000);
+        }
+    }
+    ck_assert_ptr_nonnull(rk);
+    return rk;
+}
+
+static void wait_metric(const char *series, double want)
+{
+    int64_t until = cm_mono_us() + 30 * 1000000LL;
+
+    while (metric_value(series) < want && cm_mono_us() < until) {
+        usleep(50 * 1000);
+    }
+    ck_assert_double_ge(metric_value(series), want);
+}
+
+static void fault_setup(void)
+{
+    mock_setup();
+    faults_reset();
+}
+
+static void fault_teardown(void)
+{
+    faults_reset();
+    mock_teardown();
+}
+
+static void start_loop(struct run_arg *arg, pthread_t *th)
+{
+    struct cm_err err;
+
+    arg->rc = CM_FATAL;
+    arg->loop = proc_loop_new(&cfg, &err);
+    ck_assert_msg(arg->loop != NULL, "proc_loop_new: %s", err.msg);
+    ck_assert_int_eq(pthread_create(th, NULL, run_loop, arg), 0);
+}
+
+#define TXN_ABORT_FAILED "auren_processor_transactions_total{step=\"abort\",outcome=\"failed\"}"
+#define PRODUCER_RESETS "auren_processor_transactions_total{step=\"producer_reset\",outcome=\"ok\"}"
+
+static const char whoop_notification[] =
+    "{\"user_id\":456,\"id\":\"a\",\"type\":\"sleep.updated\",\"trace_id\":\"t\"}";
+
+/* Invalid configurations fail at construction with a reason, not later in the loop: an unknown
+ * KAFKA_* property (the producer is made first), a consumer-only inconsistency, a Redis URL that
+ * is not one, a subscription the client refuses. */
+START_TEST(test_loop_new_rejects_bad_configuration)
+{
+    struct proc_cfg bad;
+    struct cm_err err;
+
+    ck_assert_int_eq(setenv("KAFKA_NOT_A_PROPERTY", "1", 1), 0);
+    ck_assert_ptr_null(proc_loop_new(&cfg, &err));
+    ck_assert_ptr_nonnull(strstr(err.msg, "KAFKA_NOT_A_PROPERTY"));
+    unsetenv("KAFKA_NOT_A_PROPERTY");
+
+    ck_assert_int_eq(setenv("KAFKA_FETCH_MAX_BYTES", "1000", 1), 0);
+    ck_assert_ptr_null(proc_loop_new(&cfg, &err));
+    unsetenv("KAFKA_FETCH_MAX_BYTES");
+    ck_assert_ptr_nonnull(strstr(err.msg, "fetch.max.bytes"));
+    ck_assert_int_eq(producers_made, 1); /* the producer was made, then freed with the loop */
+
+    bad = cfg;
+    bad.redis_url = (char *)"http://127.0.0.1:6379/0";
+    ck_assert_ptr_null(proc_loop_new(&bad, &err));
+
+    fail_subscribe = true;
+    ck_assert_ptr_null(proc_loop_new(&cfg, &err));
+    ck_assert_str_eq(err.msg, "kafka: subscribe: _INVALID_ARG");
+}
+END_TEST
+
+/* A fatal error that fences the producer (another instance took our transactional.id) stops the
+ * loop with CM_FATAL and the error's name; the clients are still closed and flushed, and their
+ * failures there are only logged. */
+START_TEST(test_loop_stops_when_producer_is_fenced)
+{
+    struct run_arg arg;
+    pthread_t th;
+
+    fail_close = true;
+    start_loop(&arg, &th);
+    ck_assert_int_eq(rd_kafka_test_fatal_error(wait_client(&loop_producer),
+                                               RD_KAFKA_RESP_ERR_PRODUCER_FENCED, "fenced"),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    ck_assert_int_eq(pthread_join(th, NULL), 0); /* no stop flag: the loop ends by itself */
+    ck_assert_int_eq(arg.rc, CM_FATAL);
+    ck_assert_str_eq(arg.err.msg, "kafka fatal error: PRODUCER_FENCED");
+    ck_assert_int_eq(closes, 1);
+    ck_assert_int_eq(flushes, 1);
+    proc_loop_free(arg.loop);
+}
+END_TEST
+
+/* A fatal consumer error stops the loop too (there is no recovering a consumer). */
+START_TEST(test_loop_stops_on_fatal_consumer_error)
+{
+    struct run_arg arg;
+    pthread_t th;
+
+    start_loop(&arg, &th);
+    ck_assert_int_eq(rd_kafka_test_fatal_error(wait_client(&loop_consumer),
+                                               RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID, "fenced"),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(arg.rc, CM_FATAL);
+    ck_assert_str_eq(arg.err.msg, "kafka fatal error: FENCED_INSTANCE_ID");
+    proc_loop_free(arg.loop);
+}
+END_TEST
+
+/* Any other fatal producer error: the producer is replaced by a new one with the same
+ * transactional.id and the batch is replayed: nothing is lost, nothing is skipped. */
+START_TEST(test_loop_replaces_a_broken_producer)
+{
+    static const char garbage[] = "not a raw record";
+    struct cm_dead_letter dl[2];
+    struct run_arg arg;
+    pthread_t th;
+    rd_kafka_t *first;
+
+    double resets_before = metric_value(PRODUCER_RESETS);
+
+    produce_raw("k0", garbage, sizeof(garbage) - 1);
+    start_loop(&arg, &th);
+    ck_assert_uint_eq(read_dlq(dl, 1), 1);
+    cm_dead_letter_fini(&dl[0]);
+    first = wait_client(&loop_producer);
+    ck_assert_int_eq(
+        rd_kafka_test_fatal_error(first, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "broken"),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    produce_raw("k1", garbage, sizeof(garbage) - 1);
+    ck_assert_uint_eq(read_dlq(dl, 2), 2);
+    stop_flag = 1;
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(arg.rc, CM_OK);
+    ck_assert_int_eq(dl[1].source_offset, 1);
+    ck_assert_str_eq(dl[1].reason, "undecodable");
+    ck_assert_double_ge(metric_value(PRODUCER_RESETS), resets_before + 1);
+    ck_assert_int_eq(producers_made, 2);
+    ck_assert_ptr_ne(loop_producer, first);
+    proc_loop_free(arg.loop);
+    cm_dead_letter_fini(&dl[0]);
+    cm_dead_letter_fini(&dl[1]);
+}
+END_TEST
+
+/* When the replacement producer cannot be made the loop stops (CM_FATAL) instead of spinning;
+ * shutting down without a producer must not crash. */
+START_TEST(test_loop_stops_when_producer_cannot_be_replaced)
+{
+    static const char garbage[] = "not a raw record";
+    struct run_arg arg;
+    pthread_t th;
+
+    produce_raw("k0", garbage, sizeof(garbage) - 1);
+    start_loop(&arg, &th);
+    ck_assert_int_eq(rd_kafka_test_fatal_error(wait_client(&loop_producer),
+                                               RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                               "broken"),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    pthread_mutex_lock(&fault_mu);
+    fail_producer_new = true;
+    pthread_mutex_unlock(&fault_mu);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(arg.rc, CM_FATAL);
+    ck_assert_str_eq(arg.err.msg, "cannot recreate the producer");
+    ck_assert_int_eq(flushes, 0); /* nothing left to flush */
+    proc_loop_free(arg.loop);
+}
+END_TEST
+
+/* An abort that fails leaves the producer in an unknown state: it is replaced and the batch is
+ * retried with the new one (PostgreSQL is down, so the retries go on until the stop). */
+START_TEST(test_loop_replaces_producer_after_failed_abort)
+{
+    struct run_arg arg;
+    struct cm_buf raw;
+    pthread_t th;
+
+    double abort_failed_before = metric_value(TXN_ABORT_FAILED);
+    double aborts_before = metric_value(TXN_ABORTS);
+    double resets_before = metric_value(PRODUCER_RESETS);
+
+    encode_raw("whoop", whoop_notification, &raw);
+    produce_raw("whoop", raw.data, raw.len);
+    fail_aborts = 1;
+    start_loop(&arg, &th);
+    wait_metric(TXN_ABORT_FAILED, abort_failed_before + 1);
+    wait_metric(TXN_ABORTS, aborts_before + 1); /* the new producer aborts the retry */
+    stop_flag = 1;
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(arg.rc, CM_OK);
+    ck_assert_double_ge(metric_value(PRODUCER_RESETS), resets_before + 1);
+    ck_assert_int_ge(producers_made, 2);
+    proc_loop_free(arg.loop);
+    cm_buf_fini(&raw);
+}
+END_TEST
+
+/* A batch that cannot be rewound must not be skipped: the loop exits (the group then resumes
+ * from the committed offsets), whether the seek call or one partition's seek fails. */
+static void check_rewind_failure(enum seek_fault fault)
+{
+    struct run_arg arg;
+    struct cm_buf raw;
+    pthread_t th;
+
+    encode_raw("whoop", whoop_notification, &raw);
+    produce_raw("whoop", raw.data, raw.len);
+    seek_fault = fault;
+    start_loop(&arg, &th);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(arg.rc, CM_FATAL);
+    ck_assert_str_eq(arg.err.msg, "could not rewind the batch");
+    proc_loop_free(arg.loop);
+    cm_buf_fini(&raw);
+}
+
+START_TEST(test_loop_exits_when_seek_fails)
+{
+    check_rewind_failure(SEEK_ERROR);
+}
+END_TEST
+
+START_TEST(test_loop_exits_when_a_partition_seek_fails)
+{
+    check_rewind_failure(SEEK_PARTITION_ERROR);
+}
+END_TEST
+
+static const char *ready_reason(struct proc_loop *l)
+{
+    const char *why = NULL;
+
+    (void)proc_loop_ready(l, &why);
+    return why != NULL ? why : "ready";
+}
+
+static void wait_reason(struct proc_loop *l, const char *want)
+{
+    int64_t until = cm_mono_us() + 30 * 1000000LL;
+
+    while (strcmp(ready_reason(l), want) != 0 && cm_mono_us() < until) {
+        usleep(20 * 1000);
+    }
+    ck_assert_str_eq(ready_reason(l), want);
+}
+
+/* Readiness follows the parts: not joined, then (PostgreSQL at a closed port) "postgresql
+ * unreachable", then "kafka brokers down" while the only broker is down. */
+START_TEST(test_loop_readiness_follows_the_broker)
+{
+    struct run_arg arg;
+    pthread_t th;
+
+    start_loop(&arg, &th);
+    wait_reason(arg.loop, "postgresql unreachable");
+    rd_kafka_mock_broker_set_down(mcluster, 1);
+    wait_reason(arg.loop, "kafka brokers down");
+    rd_kafka_mock_broker_set_up(mcluster, 1);
+    stop_flag = 1;
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(arg.rc, CM_OK);
+    proc_loop_free(arg.loop);
+}
+END_TEST
+
+/* KAFKA_* passthrough settings the loop must live with: the cooperative assignor (incremental
+ * assign / unassign), a one-message producer queue (the produce call waits for room instead of
+ * failing the batch) and partition EOF events (ignored). Three records, three dead letters, in
+ * order. */
+START_TEST(test_loop_with_cooperative_assignor_and_tiny_queue)
+{
+    static const char garbage[] = "not a raw record";
+    struct cm_dead_letter dl[3];
+    struct run_arg arg;
+    pthread_t th;
+
+    ck_assert_int_eq(setenv("KAFKA_PARTITION_ASSIGNMENT_STRATEGY", "cooperative-sticky", 1), 0);
+    ck_assert_int_eq(setenv("KAFKA_QUEUE_BUFFERING_MAX_MESSAGES", "1", 1), 0);
+    ck_assert_int_eq(setenv("KAFKA_ENABLE_PARTITION_EOF", "true", 1), 0);
+    for (int i = 0; i < 3; i++) {
+        produce_raw("k", garbage, sizeof(garbage) - 1);
+    }
+    start_loop(&arg, &th);
+    unsetenv("KAFKA_PARTITION_ASSIGNMENT_STRATEGY");
+    unsetenv("KAFKA_QUEUE_BUFFERING_MAX_MESSAGES");
+    unsetenv("KAFKA_ENABLE_PARTITION_EOF");
+    ck_assert_uint_eq(read_dlq(dl, 3), 3);
+    stop_flag = 1;
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(arg.rc, CM_OK);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(dl[i].source_offset, i);
+        ck_assert_str_eq(dl[i].reason, "undecodable");
+        cm_dead_letter_fini(&dl[i]);
+    }
+    proc_loop_free(arg.loop);
+}
+END_TEST
+
 static Suite *proc_loop_suite(void)
 {
     Suite *s = suite_create("proc_loop");
     TCase *pure = tcase_create("helpers");
     TCase *mock = tcase_create("mock_cluster");
+    TCase *faults = tcase_create("faults");
 
     tcase_add_test(pure, test_dlq_reason_extraction);
     tcase_add_test(pure, test_fetch_job_id_is_deterministic);
@@ -399,6 +857,19 @@ static Suite *proc_loop_suite(void)
     tcase_add_test(mock, test_loop_rewinds_on_failed_delivery);
     tcase_add_test(mock, test_loop_retries_while_postgres_is_down);
     suite_add_tcase(s, mock);
+    tcase_add_checked_fixture(faults, fault_setup, fault_teardown);
+    tcase_set_timeout(faults, 90);
+    tcase_add_test(faults, test_loop_new_rejects_bad_configuration);
+    tcase_add_test(faults, test_loop_stops_when_producer_is_fenced);
+    tcase_add_test(faults, test_loop_stops_on_fatal_consumer_error);
+    tcase_add_test(faults, test_loop_replaces_a_broken_producer);
+    tcase_add_test(faults, test_loop_stops_when_producer_cannot_be_replaced);
+    tcase_add_test(faults, test_loop_replaces_producer_after_failed_abort);
+    tcase_add_test(faults, test_loop_exits_when_seek_fails);
+    tcase_add_test(faults, test_loop_exits_when_a_partition_seek_fails);
+    tcase_add_test(faults, test_loop_readiness_follows_the_broker);
+    tcase_add_test(faults, test_loop_with_cooperative_assignor_and_tiny_queue);
+    suite_add_tcase(s, faults);
     return s;
 }
 
