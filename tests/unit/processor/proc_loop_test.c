@@ -19,6 +19,7 @@
 #include "cm/buf.h"
 #include "cm/records.h"
 #include "proc_loop.h"
+#include "proc_test_pg.h"
 
 /* ---- pure helpers ---- */
 
@@ -190,33 +191,55 @@ static void produce_raw(const char *key, const void *value, size_t len)
     rd_kafka_destroy(p);
 }
 
-/* Read the dead-letter topic from the beginning until `want` records or 20 s. */
-static size_t read_dlq(struct cm_dead_letter *out, size_t want)
+/* Read `topic` from the beginning until `want` records or 20 s; take() gets each record. */
+static size_t read_topic(const char *topic, size_t want,
+                         void (*take)(const rd_kafka_message_t *m, size_t i, void *arg), void *arg)
 {
     rd_kafka_t *c = new_client(RD_KAFKA_CONSUMER, "proc-loop-test-reader");
     rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
     size_t n = 0;
     int64_t deadline = cm_mono_us() + 20 * 1000000LL;
 
-    rd_kafka_topic_partition_list_add(parts, CM_TOPIC_DLQ, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_topic_partition_list_add(parts, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
     ck_assert_int_eq(rd_kafka_assign(c, parts), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_topic_partition_list_destroy(parts);
     while (n < want && cm_mono_us() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
-        struct cm_err err;
 
         if (m == NULL) {
             continue;
         }
         if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            ck_assert_int_eq(cm_dead_letter_decode(m->payload, m->len, &out[n], &err), CM_OK);
-            n++;
+            take(m, n++, arg);
         }
         rd_kafka_message_destroy(m);
     }
     rd_kafka_consumer_close(c);
     rd_kafka_destroy(c);
     return n;
+}
+
+static void take_dead_letter(const rd_kafka_message_t *m, size_t i, void *arg)
+{
+    struct cm_err err;
+
+    ck_assert_int_eq(cm_dead_letter_decode(m->payload, m->len, &((struct cm_dead_letter *)arg)[i],
+                                           &err),
+                     CM_OK);
+}
+
+static void take_fetch_job(const rd_kafka_message_t *m, size_t i, void *arg)
+{
+    struct cm_err err;
+
+    ck_assert_int_eq(cm_fetch_job_decode(m->payload, m->len, &((struct cm_fetch_job *)arg)[i],
+                                         &err),
+                     CM_OK);
+}
+
+static size_t read_dlq(struct cm_dead_letter *out, size_t want)
+{
+    return read_topic(CM_TOPIC_DLQ, want, take_dead_letter, out);
 }
 
 /* Value of one counter series in the rendered metrics (0 when absent). librdkafka 2.0's mock
@@ -838,6 +861,74 @@ START_TEST(test_loop_with_cooperative_assignor_and_tiny_queue)
 }
 END_TEST
 
+/* With PostgreSQL (a scratch database, AUREN_TEST_DATABASE_URL): samples and notifications of a
+ * revoked connection are dead-lettered as connection_revoked, an active user's notification
+ * becomes a fetch job carrying the user id, and a vendor deregistration revokes the row. */
+START_TEST(test_loop_routes_by_connection_state)
+{
+    static const char *const bodies[][2] = {
+        { "garmin", "{\"dailies\":[{\"userId\":\"garmin-user-1\",\"summaryId\":\"d1\","
+                    "\"calendarDate\":\"2026-11-20\",\"startTimeInSeconds\":1795129200,"
+                    "\"durationInSeconds\":86400,\"steps\":10432}]}" },
+        { "whoop", "{\"user_id\":456,\"id\":\"a\",\"type\":\"sleep.updated\",\"trace_id\":\"t\"}" },
+        { "whoop", "{\"user_id\":457,\"id\":\"b\",\"type\":\"sleep.updated\",\"trace_id\":\"t\"}" },
+        { "garmin", "{\"deregistrations\":[{\"userId\":\"garmin-user-2\"}]}" },
+    };
+    struct proc_test_pg t;
+    struct cm_dead_letter dl[2];
+    struct cm_fetch_job job;
+    struct run_arg arg;
+    pthread_t th;
+    PGresult *res = NULL;
+    int64_t until;
+
+    if (!proc_test_pg_create(&t, true)) {
+        return;
+    }
+    proc_test_pg_exec(t.db, "INSERT INTO connections (vendor, vendor_user_id, user_id, status) "
+                            "VALUES ('garmin', 'garmin-user-1', 'user-g1', 'revoked'), "
+                            "('garmin', 'garmin-user-2', 'user-g2', 'active'), "
+                            "('whoop', '456', 'user-w1', 'revoked'), "
+                            "('whoop', '457', 'user-w2', 'active')");
+    for (size_t i = 0; i < CM_ARRAY_LEN(bodies); i++) {
+        struct cm_buf raw;
+
+        encode_raw(bodies[i][0], bodies[i][1], &raw);
+        produce_raw(bodies[i][0], raw.data, raw.len);
+        cm_buf_fini(&raw);
+    }
+    cfg.database_url = t.url;
+    start_loop(&arg, &th);
+    ck_assert_uint_eq(read_dlq(dl, 2), 2);
+    ck_assert_uint_eq(read_topic(CM_TOPIC_FETCH, 1, take_fetch_job, &job), 1);
+    until = cm_mono_us() + 20 * 1000000LL;
+    do {
+        PQclear(res);
+        res = PQexec(t.db, "SELECT status FROM connections WHERE vendor_user_id = 'garmin-user-2'");
+        ck_assert_int_eq(PQntuples(res), 1);
+    } while (strcmp(PQgetvalue(res, 0, 0), "revoked") != 0 && cm_mono_us() < until &&
+             usleep(50 * 1000) == 0);
+    ck_assert_str_eq(PQgetvalue(res, 0, 0), "revoked");
+    PQclear(res);
+    stop_flag = 1;
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(arg.rc, CM_OK);
+
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(dl[i].source_offset, i);
+        ck_assert_str_eq(dl[i].reason, "connection_revoked");
+        cm_dead_letter_fini(&dl[i]);
+    }
+    ck_assert_str_eq(job.vendor, "whoop");
+    ck_assert_str_eq(job.vendor_user_id, "457");
+    ck_assert_ptr_nonnull(job.user_id);
+    ck_assert_str_eq(job.user_id, "user-w2");
+    cm_fetch_job_fini(&job);
+    proc_loop_free(arg.loop);
+    proc_test_pg_drop(&t);
+}
+END_TEST
+
 static Suite *proc_loop_suite(void)
 {
     Suite *s = suite_create("proc_loop");
@@ -869,6 +960,7 @@ static Suite *proc_loop_suite(void)
     tcase_add_test(faults, test_loop_exits_when_a_partition_seek_fails);
     tcase_add_test(faults, test_loop_readiness_follows_the_broker);
     tcase_add_test(faults, test_loop_with_cooperative_assignor_and_tiny_queue);
+    tcase_add_test(faults, test_loop_routes_by_connection_state);
     suite_add_tcase(s, faults);
     return s;
 }
