@@ -8,6 +8,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,7 +80,8 @@ START_TEST(test_stats_lag_sums_known_partitions)
         "\"1\":{\"partition\":1,\"consumer_lag\":-1},"
         "\"2\":{\"partition\":2,\"consumer_lag\":7},"
         "\"-1\":{\"partition\":-1,\"consumer_lag\":100}}},"
-        "\"other\":{\"partitions\":{\"0\":{\"consumer_lag\":1}}}}}";
+        "\"other\":{\"partitions\":{\"0\":{\"consumer_lag\":1}}},"
+        "\"odd\":{\"partitions\":3}}}";
     int64_t lag = -5;
 
     ck_assert_int_eq(proc_stats_consumer_lag(json, strlen(json), &lag), CM_OK);
@@ -428,6 +430,10 @@ rd_kafka_resp_err_t __real_rd_kafka_consumer_close(rd_kafka_t *rk);
 rd_kafka_resp_err_t __wrap_rd_kafka_consumer_close(rd_kafka_t *rk);
 rd_kafka_resp_err_t __real_rd_kafka_flush(rd_kafka_t *rk, int timeout_ms);
 rd_kafka_resp_err_t __wrap_rd_kafka_flush(rd_kafka_t *rk, int timeout_ms);
+void __real_cm_log_emit(enum cm_log_level lvl, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void __wrap_cm_log_emit(enum cm_log_level lvl, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 enum seek_fault { SEEK_OK, SEEK_ERROR, SEEK_PARTITION_ERROR };
 
@@ -438,6 +444,8 @@ static bool fail_producer_new, fail_subscribe, fail_close;
 static int fail_aborts;
 static enum seek_fault seek_fault;
 static int closes, flushes;
+static char watched_event[64]; /* log events of this name are counted */
+static int watched_count;
 
 static void faults_reset(void)
 {
@@ -448,6 +456,8 @@ static void faults_reset(void)
     fail_aborts = 0;
     seek_fault = SEEK_OK;
     closes = flushes = 0;
+    watched_event[0] = '\0';
+    watched_count = 0;
     pthread_mutex_unlock(&fault_mu);
 }
 
@@ -547,6 +557,52 @@ rd_kafka_resp_err_t __wrap_rd_kafka_flush(rd_kafka_t *rk, int timeout_ms)
     return e;
 }
 
+/* Logs pass through (formatted here: there is no va_list variant to forward to); the watched
+ * event is counted. */
+void __wrap_cm_log_emit(enum cm_log_level lvl, const char *event, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&fault_mu);
+    if (strcmp(event, watched_event) == 0) {
+        watched_count++;
+    }
+    pthread_mutex_unlock(&fault_mu);
+    __real_cm_log_emit(lvl, event, "%s", msg);
+}
+
+static void watch_event(const char *event)
+{
+    pthread_mutex_lock(&fault_mu);
+    snprintf(watched_event, sizeof(watched_event), "%s", event);
+    watched_count = 0;
+    pthread_mutex_unlock(&fault_mu);
+}
+
+static int watched(void)
+{
+    int n;
+
+    pthread_mutex_lock(&fault_mu);
+    n = watched_count;
+    pthread_mutex_unlock(&fault_mu);
+    return n;
+}
+
+static void wait_watched(void)
+{
+    int64_t until = cm_mono_us() + 30 * 1000000LL;
+
+    while (watched() == 0 && cm_mono_us() < until) {
+        usleep(20 * 1000);
+    }
+    ck_assert_int_ge(watched(), 1);
+}
+
 static rd_kafka_t *wait_client(rd_kafka_t **which)
 {
     int64_t until = cm_mono_us() + 20 * 1000000LL;
@@ -627,6 +683,7 @@ START_TEST(test_loop_new_rejects_bad_configuration)
 
     fail_subscribe = true;
     ck_assert_ptr_null(proc_loop_new(&cfg, &err));
+    proc_loop_free(NULL);
     ck_assert_str_eq(err.msg, "kafka: subscribe: _INVALID_ARG");
 }
 END_TEST
@@ -640,6 +697,7 @@ START_TEST(test_loop_stops_when_producer_is_fenced)
     pthread_t th;
 
     fail_close = true;
+    watch_event("kafka.flush_failed");
     start_loop(&arg, &th);
     ck_assert_int_eq(rd_kafka_test_fatal_error(wait_client(&loop_producer),
                                                RD_KAFKA_RESP_ERR_PRODUCER_FENCED, "fenced"),
@@ -649,6 +707,7 @@ START_TEST(test_loop_stops_when_producer_is_fenced)
     ck_assert_str_eq(arg.err.msg, "kafka fatal error: PRODUCER_FENCED");
     ck_assert_int_eq(closes, 1);
     ck_assert_int_eq(flushes, 1);
+    ck_assert_int_eq(watched(), 1);
     proc_loop_free(arg.loop);
 }
 END_TEST
@@ -761,14 +820,14 @@ END_TEST
 
 /* A batch that cannot be rewound must not be skipped: the loop exits (the group then resumes
  * from the committed offsets), whether the seek call or one partition's seek fails. */
-static void check_rewind_failure(enum seek_fault fault)
+static void check_rewind_failure(enum seek_fault fault, const char *vendor, const char *body)
 {
     struct run_arg arg;
     struct cm_buf raw;
     pthread_t th;
 
-    encode_raw("whoop", whoop_notification, &raw);
-    produce_raw("whoop", raw.data, raw.len);
+    encode_raw(vendor, body, &raw);
+    produce_raw(vendor, raw.data, raw.len);
     seek_fault = fault;
     start_loop(&arg, &th);
     ck_assert_int_eq(pthread_join(th, NULL), 0);
@@ -780,13 +839,15 @@ static void check_rewind_failure(enum seek_fault fault)
 
 START_TEST(test_loop_exits_when_seek_fails)
 {
-    check_rewind_failure(SEEK_ERROR);
+    check_rewind_failure(SEEK_ERROR, "whoop", whoop_notification);
 }
 END_TEST
 
 START_TEST(test_loop_exits_when_a_partition_seek_fails)
 {
-    check_rewind_failure(SEEK_PARTITION_ERROR);
+    /* a vendor deregistration cannot be applied without PostgreSQL either */
+    check_rewind_failure(SEEK_PARTITION_ERROR, "garmin",
+                         "{\"deregistrations\":[{\"userId\":\"garmin-user-2\"}]}");
 }
 END_TEST
 
@@ -857,6 +918,52 @@ START_TEST(test_loop_with_cooperative_assignor_and_tiny_queue)
         ck_assert_str_eq(dl[i].reason, "undecodable");
         cm_dead_letter_fini(&dl[i]);
     }
+    proc_loop_free(arg.loop);
+}
+END_TEST
+
+/* The broker refuses our transactional.id: initialising transactions fails fatally and the loop
+ * stops with the reason rather than retrying forever. */
+START_TEST(test_loop_stops_when_transactional_id_is_refused)
+{
+    static const char garbage[] = "not a raw record";
+    struct run_arg arg;
+    pthread_t th;
+
+    produce_raw("k0", garbage, sizeof(garbage) - 1);
+    rd_kafka_mock_push_request_errors(mcluster, 22 /* InitProducerId */, 1,
+                                      RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    start_loop(&arg, &th);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(arg.rc, CM_FATAL);
+    ck_assert_msg(strstr(arg.err.msg, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED") != NULL, "%s",
+                  arg.err.msg);
+    proc_loop_free(arg.loop);
+}
+END_TEST
+
+/* Started before the raw topic exists (a fresh cluster): the consumer reports the missing topic,
+ * the loop keeps running, and records are processed once the topic is created. */
+START_TEST(test_loop_waits_for_the_raw_topic)
+{
+    static const char garbage[] = "not a raw record";
+    struct cm_dead_letter dl[1];
+    struct run_arg arg;
+    pthread_t th;
+
+    rd_kafka_mock_topic_set_error(mcluster, CM_TOPIC_RAW, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+    watch_event("kafka.consume_error");
+    start_loop(&arg, &th);
+    wait_watched();
+    ck_assert_str_eq(ready_reason(arg.loop), "kafka consumer group not joined");
+    rd_kafka_mock_topic_set_error(mcluster, CM_TOPIC_RAW, RD_KAFKA_RESP_ERR_NO_ERROR);
+    produce_raw("k0", garbage, sizeof(garbage) - 1);
+    ck_assert_uint_eq(read_dlq(dl, 1), 1);
+    stop_flag = 1;
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(arg.rc, CM_OK);
+    ck_assert_str_eq(dl[0].reason, "undecodable");
+    cm_dead_letter_fini(&dl[0]);
     proc_loop_free(arg.loop);
 }
 END_TEST
@@ -961,6 +1068,8 @@ static Suite *proc_loop_suite(void)
     tcase_add_test(faults, test_loop_readiness_follows_the_broker);
     tcase_add_test(faults, test_loop_with_cooperative_assignor_and_tiny_queue);
     tcase_add_test(faults, test_loop_routes_by_connection_state);
+    tcase_add_test(faults, test_loop_stops_when_transactional_id_is_refused);
+    tcase_add_test(faults, test_loop_waits_for_the_raw_topic);
     suite_add_tcase(s, faults);
     return s;
 }
