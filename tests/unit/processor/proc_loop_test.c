@@ -565,6 +565,7 @@ void __wrap_cm_log_emit(enum cm_log_level lvl, const char *event, const char *fm
     va_list ap;
 
     va_start(ap, fmt);
+    /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is right above */
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     pthread_mutex_lock(&fault_mu);
