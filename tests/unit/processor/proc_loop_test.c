@@ -447,6 +447,14 @@ static int closes, flushes;
 static char watched_event[64]; /* log events of this name are counted */
 static int watched_count;
 
+/* A record that is not a raw webhook: dead-lettered as undecodable. */
+static void produce_garbage(const char *key)
+{
+    static const char garbage[] = "not a raw record";
+
+    produce_raw(key, garbage, sizeof(garbage) - 1);
+}
+
 static void faults_reset(void)
 {
     pthread_mutex_lock(&fault_mu);
@@ -734,7 +742,6 @@ END_TEST
  * transactional.id and the batch is replayed: nothing is lost, nothing is skipped. */
 START_TEST(test_loop_replaces_a_broken_producer)
 {
-    static const char garbage[] = "not a raw record";
     struct cm_dead_letter dl[2];
     struct run_arg arg;
     pthread_t th;
@@ -742,7 +749,7 @@ START_TEST(test_loop_replaces_a_broken_producer)
 
     double resets_before = metric_value(PRODUCER_RESETS);
 
-    produce_raw("k0", garbage, sizeof(garbage) - 1);
+    produce_garbage("k0");
     start_loop(&arg, &th);
     ck_assert_uint_eq(read_dlq(dl, 1), 1);
     cm_dead_letter_fini(&dl[0]);
@@ -750,7 +757,7 @@ START_TEST(test_loop_replaces_a_broken_producer)
     ck_assert_int_eq(
         rd_kafka_test_fatal_error(first, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "broken"),
                      RD_KAFKA_RESP_ERR_NO_ERROR);
-    produce_raw("k1", garbage, sizeof(garbage) - 1);
+    produce_garbage("k1");
     ck_assert_uint_eq(read_dlq(dl, 2), 2);
     stop_flag = 1;
     ck_assert_int_eq(pthread_join(th, NULL), 0);
@@ -770,11 +777,10 @@ END_TEST
  * shutting down without a producer must not crash. */
 START_TEST(test_loop_stops_when_producer_cannot_be_replaced)
 {
-    static const char garbage[] = "not a raw record";
     struct run_arg arg;
     pthread_t th;
 
-    produce_raw("k0", garbage, sizeof(garbage) - 1);
+    produce_garbage("k0");
     start_loop(&arg, &th);
     ck_assert_int_eq(rd_kafka_test_fatal_error(wait_client(&loop_producer),
                                                RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
@@ -895,7 +901,6 @@ END_TEST
  * order. */
 START_TEST(test_loop_with_cooperative_assignor_and_tiny_queue)
 {
-    static const char garbage[] = "not a raw record";
     struct cm_dead_letter dl[3];
     struct run_arg arg;
     pthread_t th;
@@ -904,7 +909,7 @@ START_TEST(test_loop_with_cooperative_assignor_and_tiny_queue)
     ck_assert_int_eq(setenv("KAFKA_QUEUE_BUFFERING_MAX_MESSAGES", "1", 1), 0);
     ck_assert_int_eq(setenv("KAFKA_ENABLE_PARTITION_EOF", "true", 1), 0);
     for (int i = 0; i < 3; i++) {
-        produce_raw("k", garbage, sizeof(garbage) - 1);
+        produce_garbage("k");
     }
     start_loop(&arg, &th);
     unsetenv("KAFKA_PARTITION_ASSIGNMENT_STRATEGY");
@@ -927,11 +932,10 @@ END_TEST
  * stops with the reason rather than retrying forever. */
 START_TEST(test_loop_stops_when_transactional_id_is_refused)
 {
-    static const char garbage[] = "not a raw record";
     struct run_arg arg;
     pthread_t th;
 
-    produce_raw("k0", garbage, sizeof(garbage) - 1);
+    produce_garbage("k0");
     rd_kafka_mock_push_request_errors(mcluster, 22 /* InitProducerId */, 1,
                                       RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
     start_loop(&arg, &th);
@@ -947,7 +951,6 @@ END_TEST
  * the loop keeps running, and records are processed once the topic is created. */
 START_TEST(test_loop_waits_for_the_raw_topic)
 {
-    static const char garbage[] = "not a raw record";
     struct cm_dead_letter dl[1];
     struct run_arg arg;
     pthread_t th;
@@ -958,7 +961,7 @@ START_TEST(test_loop_waits_for_the_raw_topic)
     wait_watched();
     ck_assert_str_eq(ready_reason(arg.loop), "kafka consumer group not joined");
     rd_kafka_mock_topic_set_error(mcluster, CM_TOPIC_RAW, RD_KAFKA_RESP_ERR_NO_ERROR);
-    produce_raw("k0", garbage, sizeof(garbage) - 1);
+    produce_garbage("k0");
     ck_assert_uint_eq(read_dlq(dl, 1), 1);
     stop_flag = 1;
     ck_assert_int_eq(pthread_join(th, NULL), 0);

@@ -278,6 +278,19 @@ static void series(redisContext *c, char *out, size_t outsz)
     freeReplyObject(rep);
 }
 
+/* false (and a note) when AUREN_TEST_REDIS_URL is unset; else its parsed form in u. */
+static bool live_redis(const char *url, struct proc_redis_url *u)
+{
+    struct cm_err err;
+
+    if (url == NULL || url[0] == '\0') {
+        fprintf(stderr, "proc_redis: AUREN_TEST_REDIS_URL unset, real-Redis cases skipped\n");
+        return false;
+    }
+    ck_assert_int_eq(proc_redis_url_parse(url, u, &err), CM_OK);
+    return true;
+}
+
 START_TEST(test_upsert_semantics_on_real_redis)
 {
     const char *url = getenv("AUREN_TEST_REDIS_URL");
@@ -288,11 +301,9 @@ START_TEST(test_upsert_semantics_on_real_redis)
     redisReply *rep;
     char got[2048];
 
-    if (url == NULL || url[0] == '\0') {
-        fprintf(stderr, "proc_redis: AUREN_TEST_REDIS_URL unset, real-Redis cases skipped\n");
+    if (!live_redis(url, &u)) {
         return;
     }
-    ck_assert_int_eq(proc_redis_url_parse(url, &u, &err), CM_OK);
     c = peek_connect(&u);
     freeReplyObject(redisCommand(c, "DEL %s", KEY));
     r = proc_redis_new(url, 300, 4, NULL, NULL, &err);
@@ -389,11 +400,9 @@ START_TEST(test_setup_refused_by_real_redis)
     struct cm_err err;
     char bad[3][320];
 
-    if (url == NULL || url[0] == '\0') {
-        fprintf(stderr, "proc_redis: AUREN_TEST_REDIS_URL unset, real-Redis cases skipped\n");
+    if (!live_redis(url, &u)) {
         return;
     }
-    ck_assert_int_eq(proc_redis_url_parse(url, &u, &err), CM_OK);
     snprintf(bad[0], sizeof(bad[0]), "redis://:wrong@%s:%d/%d", u.host, u.port, u.db);
     snprintf(bad[1], sizeof(bad[1]), "redis://nobody:wrong@%s:%d/%d", u.host, u.port, u.db);
     snprintf(bad[2], sizeof(bad[2]), "redis://%s:%d/999999", u.host, u.port);
@@ -425,11 +434,9 @@ START_TEST(test_noscript_reloads_the_script)
     redisContext *c;
     char got[256];
 
-    if (url == NULL || url[0] == '\0') {
-        fprintf(stderr, "proc_redis: AUREN_TEST_REDIS_URL unset, real-Redis cases skipped\n");
+    if (!live_redis(url, &u)) {
         return;
     }
-    ck_assert_int_eq(proc_redis_url_parse(url, &u, &err), CM_OK);
     c = peek_connect(&u);
     freeReplyObject(redisCommand(c, "DEL %s", KEY));
     r = proc_redis_new(url, 300, 10, redis_errors(), redis_skipped(), &err);
@@ -476,12 +483,10 @@ START_TEST(test_killed_connection_skips_the_batch)
     redisContext *c;
     redisReply *rep;
 
-    if (url == NULL || url[0] == '\0') {
-        fprintf(stderr, "proc_redis: AUREN_TEST_REDIS_URL unset, real-Redis cases skipped\n");
+    if (!live_redis(url, &u)) {
         return;
     }
     signal(SIGPIPE, SIG_IGN); /* the write into the dead link must fail, not kill the test */
-    ck_assert_int_eq(proc_redis_url_parse(url, &u, &err), CM_OK);
     c = peek_connect(&u);
     r = proc_redis_new(url, 300, 10, redis_errors(), redis_skipped(), &err);
     ck_assert_ptr_nonnull(r);
