@@ -100,6 +100,20 @@ START_TEST(test_stats_lag_rejects_garbage)
 }
 END_TEST
 
+/* API vendor slugs <-> indexes (the fetcher's tables): unknown slugs and indexes are refused. */
+START_TEST(test_api_vendor_names)
+{
+    ck_assert_int_eq(proc_api_vendor_find("whoop"), 0);
+    ck_assert_int_eq(proc_api_vendor_find("garmin"), PROC_API_N - 1);
+    ck_assert_int_eq(proc_api_vendor_find("terra"), PROC_API_N); /* push only: no API */
+    ck_assert_int_eq(proc_api_vendor_find(NULL), PROC_API_N);
+    for (int i = 0; i < PROC_API_N; i++) {
+        ck_assert_int_eq(proc_api_vendor_find(proc_api_vendor_name((enum proc_api_vendor)i)), i);
+    }
+    ck_assert_str_eq(proc_api_vendor_name(PROC_API_N), "?");
+}
+END_TEST
+
 /* ---- the loop against the mock cluster ---- */
 
 static rd_kafka_t *mock_owner;
@@ -1052,6 +1066,7 @@ static Suite *proc_loop_suite(void)
     tcase_add_test(pure, test_fetch_key);
     tcase_add_test(pure, test_stats_lag_sums_known_partitions);
     tcase_add_test(pure, test_stats_lag_rejects_garbage);
+    tcase_add_test(pure, test_api_vendor_names);
     suite_add_tcase(s, pure);
     tcase_add_checked_fixture(mock, mock_setup, mock_teardown);
     tcase_set_timeout(mock, 90);
