@@ -961,6 +961,61 @@ START_TEST(test_loop_stops_when_transactional_id_is_refused)
 }
 END_TEST
 
+/* Any other fatal InitProducerId error: the producer is replaced and the record processed. */
+START_TEST(test_loop_replaces_producer_after_fatal_init)
+{
+    struct cm_dead_letter dl[1];
+    struct run_arg arg;
+    pthread_t th;
+
+    double resets_before = metric_value(PRODUCER_RESETS);
+
+    produce_garbage("k0");
+    rd_kafka_mock_push_request_errors(mcluster, 22 /* InitProducerId */, 1,
+                                      RD_KAFKA_RESP_ERR_INVALID_TRANSACTION_TIMEOUT);
+    start_loop(&arg, &th);
+    ck_assert_uint_eq(read_dlq(dl, 1), 1);
+    stop_flag = 1;
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(arg.rc, CM_OK);
+    ck_assert_str_eq(dl[0].reason, "undecodable");
+    ck_assert_double_ge(metric_value(PRODUCER_RESETS), resets_before + 1);
+    ck_assert_int_ge(producers_made, 2);
+    cm_dead_letter_fini(&dl[0]);
+    proc_loop_free(arg.loop);
+}
+END_TEST
+
+/* A coordinator slower than the commit call's timeout: the commit is retried (it resumes the
+ * same commit) and succeeds; the batch is neither aborted nor replayed. */
+START_TEST(test_loop_retries_a_slow_commit)
+{
+    struct cm_dead_letter dl[2];
+    struct run_arg arg;
+    pthread_t th;
+
+    double commits_before = metric_value(TXN_COMMITS);
+    double aborts_before = metric_value(TXN_ABORTS);
+
+    produce_garbage("k0");
+    ck_assert_int_eq(rd_kafka_mock_broker_push_request_error_rtts(
+                         mcluster, 1, 26 /* EndTxn */, 1, RD_KAFKA_RESP_ERR_NO_ERROR, 12000),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    watch_event("kafka.commit_retry");
+    start_loop(&arg, &th);
+    wait_metric(TXN_COMMITS, commits_before + 1);
+    stop_flag = 1;
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    ck_assert_int_eq(arg.rc, CM_OK);
+    ck_assert_int_ge(watched(), 1);
+    ck_assert_double_eq(metric_value(TXN_ABORTS), aborts_before);
+    ck_assert_uint_eq(read_dlq(dl, 2), 1); /* once */
+    ck_assert_int_eq(dl[0].source_offset, 0);
+    cm_dead_letter_fini(&dl[0]);
+    proc_loop_free(arg.loop);
+}
+END_TEST
+
 /* Started before the raw topic exists (a fresh cluster): the consumer reports the missing topic,
  * the loop keeps running, and records are processed once the topic is created. */
 START_TEST(test_loop_waits_for_the_raw_topic)
@@ -1089,6 +1144,8 @@ static Suite *proc_loop_suite(void)
     tcase_add_test(faults, test_loop_routes_by_connection_state);
     tcase_add_test(faults, test_loop_stops_when_transactional_id_is_refused);
     tcase_add_test(faults, test_loop_waits_for_the_raw_topic);
+    tcase_add_test(faults, test_loop_replaces_producer_after_fatal_init);
+    tcase_add_test(faults, test_loop_retries_a_slow_commit);
     suite_add_tcase(s, faults);
     return s;
 }
