@@ -58,6 +58,7 @@ struct proc_loop {
     bool fatal;
     char fatal_reason[160];
 
+    bool closed;               /* rd_kafka_consumer_close() was called */
     atomic_bool joined;        /* got an assignment (possibly empty) from the group */
     atomic_bool brokers_up;
 };
@@ -474,7 +475,8 @@ void proc_loop_free(struct proc_loop *l)
     destroy_msgs(l);
     free(l->msgs);
     if (l->consumer != NULL) {
-        rd_kafka_destroy(l->consumer);
+        /* proc_loop_run() closed it already; a second close hangs after a fatal error */
+        rd_kafka_destroy_flags(l->consumer, l->closed ? RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE : 0);
     }
     if (l->producer != NULL) {
         rd_kafka_destroy(l->producer);
@@ -1163,10 +1165,12 @@ enum cm_rc proc_loop_run(struct proc_loop *l, const volatile sig_atomic_t *stop,
     proc_redis_wait(l->redis);
     cm_log_info("processor.stopping", "rc=%s", cm_rc_str(rc));
     e = rd_kafka_consumer_close(l->consumer);
+    l->closed = true;
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         cm_log_warn("kafka.close_failed", "err=%s", rd_kafka_err2name(e));
     }
-    e = rd_kafka_flush(l->producer, 10000);
+    /* no producer when its replacement could not be made (reset_producer) */
+    e = l->producer != NULL ? rd_kafka_flush(l->producer, 10000) : RD_KAFKA_RESP_ERR_NO_ERROR;
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         cm_log_warn("kafka.flush_failed", "err=%s", rd_kafka_err2name(e));
     }

@@ -58,6 +58,23 @@ def test_processor_cross_checks(stack, env_values, env, needle):
     assert "auren-processor: config: " + needle in res.stderr
 
 
+@pytest.mark.parametrize("env,needle", [
+    # proc_loop_new() refuses it before anything starts
+    ({"REDIS_URL": "http://127.0.0.1:6379"}, "auren-processor: REDIS_URL: expected redis://"),
+    ({"KAFKA_NOT_A_PROPERTY": "1"}, "auren-processor: KAFKA_NOT_A_PROPERTY is not a valid"),
+    # the fetcher's key ring is checked at start, its value never echoed
+    ({"FETCHER_ENABLED": "true", "TOKEN_ENCRYPTION_KEYS": "k1:not-base64-secret"},
+     "auren-processor: fetcher: TOKEN_ENCRYPTION_KEYS: "),
+])
+def test_processor_start_failures_exit_2(stack, env_values, env, needle):
+    # a group and transactional id of its own: the stack's processor must not notice
+    res = run("processor", env_values, env=dict(env, HTTP_PORT="0", PROCESSOR_GROUP_ID="start-fail",
+                                                KAFKA_TRANSACTIONAL_ID="start-fail"))
+    assert res.returncode == 2, res.stderr
+    assert needle in res.stderr
+    assert "not-base64-secret" not in res.stderr
+
+
 @pytest.mark.parametrize("var", ["KAFKA_BROKERS", "DATABASE_URL", "PERSISTER_GROUP_ID"])
 def test_persister_empty_settings(stack, env_values, var):
     res = run("persister", env_values, env={var: ""})

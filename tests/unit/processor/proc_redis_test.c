@@ -8,11 +8,59 @@
 #include <hiredis/hiredis.h>
 #include <float.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "cm/buf.h"
+#include "cm/metrics.h"
 #include "proc_redis.h"
+
+/* The writer's failure counters, registered once per process; read back from the rendered
+ * metrics. */
+#define ERRORS "\nauren_test_redis_errors_total "
+#define SKIPPED "\nauren_test_redis_skipped_total "
+
+static struct cm_metric *redis_errors(void)
+{
+    static struct cm_metric *m;
+
+    if (m == NULL) {
+        m = cm_metric_counter("auren_test_redis_errors_total", "test", 0);
+    }
+    return m;
+}
+
+static struct cm_metric *redis_skipped(void)
+{
+    static struct cm_metric *m;
+
+    if (m == NULL) {
+        m = cm_metric_counter("auren_test_redis_skipped_total", "test", 0);
+    }
+    return m;
+}
+
+static double counter_value(const char *series_prefix)
+{
+    struct cm_buf out;
+    const char *p;
+    double v = 0;
+
+    (void)redis_errors();
+    (void)redis_skipped();
+    cm_buf_init(&out, 0);
+    cm_metrics_render(&out);
+    ck_assert_int_eq(cm_buf_append(&out, "", 1), CM_OK);
+    p = strstr((const char *)out.data, series_prefix);
+    if (p != NULL) {
+        v = strtod(p + strlen(series_prefix), NULL);
+    }
+    cm_buf_fini(&out);
+    return v;
+}
 
 static double read_back(const char *member)
 {
@@ -148,7 +196,18 @@ START_TEST(test_url_rejects)
 {
     const char *bad[] = { "http://h:1", "rediss://h", "redis://", "redis://h:0", "redis://h:70000",
                           "redis://h:12x", "redis://h/abc", "redis://user@h", "redis://:p%4@h",
-                          "redis://[::1" };
+                          "redis://[::1", "redis://[::1]x/0", "redis://h:/0",
+                          "redis://h:12345678901234567890/0",
+                          "redis://[0123456789012345678901234567890123456789012345678901234567890"
+                          "1234567890123456789012345678901234567890123456789012345678901234567890"
+                          "1234567890123456789012345678901234567890123456789012345678901234567890"
+                          "1234567890123456789012345678901234567890123456789012345678901234567890"
+                          "123456789012345678901234567890123456789]:1",
+                          "redis://0123456789012345678901234567890123456789012345678901234567890"
+                          "1234567890123456789012345678901234567890123456789012345678901234567890"
+                          "1234567890123456789012345678901234567890123456789012345678901234567890"
+                          "1234567890123456789012345678901234567890123456789012345678901234567890"
+                          "123456789012345678901234567890123456789:1" };
     struct proc_redis_url u;
     struct cm_err err;
 
@@ -219,6 +278,19 @@ static void series(redisContext *c, char *out, size_t outsz)
     freeReplyObject(rep);
 }
 
+/* false (and a note) when AUREN_TEST_REDIS_URL is unset; else its parsed form in u. */
+static bool live_redis(const char *url, struct proc_redis_url *u)
+{
+    struct cm_err err;
+
+    if (url == NULL || url[0] == '\0') {
+        fprintf(stderr, "proc_redis: AUREN_TEST_REDIS_URL unset, real-Redis cases skipped\n");
+        return false;
+    }
+    ck_assert_int_eq(proc_redis_url_parse(url, u, &err), CM_OK);
+    return true;
+}
+
 START_TEST(test_upsert_semantics_on_real_redis)
 {
     const char *url = getenv("AUREN_TEST_REDIS_URL");
@@ -229,11 +301,9 @@ START_TEST(test_upsert_semantics_on_real_redis)
     redisReply *rep;
     char got[2048];
 
-    if (url == NULL || url[0] == '\0') {
-        fprintf(stderr, "proc_redis: AUREN_TEST_REDIS_URL unset, real-Redis cases skipped\n");
+    if (!live_redis(url, &u)) {
         return;
     }
-    ck_assert_int_eq(proc_redis_url_parse(url, &u, &err), CM_OK);
     c = peek_connect(&u);
     freeReplyObject(redisCommand(c, "DEL %s", KEY));
     r = proc_redis_new(url, 300, 4, NULL, NULL, &err);
@@ -300,6 +370,146 @@ START_TEST(test_upsert_semantics_on_real_redis)
 }
 END_TEST
 
+/* A series key that does not fit is counted as a skipped write and never stored. */
+START_TEST(test_oversized_key_is_skipped)
+{
+    char user[600];
+    struct cm_err err;
+    struct proc_redis *r;
+
+    memset(user, 'u', sizeof(user) - 1);
+    user[sizeof(user) - 1] = '\0';
+    r = proc_redis_new("redis://127.0.0.1:1/0", 300, 10, NULL, redis_skipped(), &err);
+    ck_assert_ptr_nonnull(r);
+    double before = counter_value(SKIPPED);
+    proc_redis_add(r, user, "heart_rate", "e1", 60.0, 1000, false);
+    ck_assert_uint_eq(proc_redis_pending(r), 0);
+    ck_assert_double_eq(counter_value(SKIPPED), before + 1);
+    proc_redis_free(r);
+}
+END_TEST
+
+/* A real Redis that refuses the connection's setup: a wrong password (with and without a user
+ * name: the stack's Redis has none configured, so AUTH fails either way) or a database index it
+ * does not have. The writes are skipped and counted, the writer is not connected, and the error
+ * is counted once per attempt. */
+START_TEST(test_setup_refused_by_real_redis)
+{
+    const char *url = getenv("AUREN_TEST_REDIS_URL");
+    struct proc_redis_url u;
+    struct cm_err err;
+    char bad[3][320];
+
+    if (!live_redis(url, &u)) {
+        return;
+    }
+    snprintf(bad[0], sizeof(bad[0]), "redis://:wrong@%s:%d/%d", u.host, u.port, u.db);
+    snprintf(bad[1], sizeof(bad[1]), "redis://nobody:wrong@%s:%d/%d", u.host, u.port, u.db);
+    snprintf(bad[2], sizeof(bad[2]), "redis://%s:%d/999999", u.host, u.port);
+    for (int i = 0; i < 3; i++) {
+        struct proc_redis *r = proc_redis_new(bad[i], 300, 10, redis_errors(), redis_skipped(),
+                                              &err);
+        double errors = counter_value(ERRORS), skipped = counter_value(SKIPPED);
+
+        ck_assert_ptr_nonnull(r);
+        proc_redis_add(r, "redis-test-user", "heart_rate", EV_A, 60.0, 1000000, false);
+        ck_assert_msg(proc_redis_flush(r) == 0, "%s was accepted", bad[i]);
+        ck_assert(!proc_redis_connected(r));
+        ck_assert_double_eq(counter_value(ERRORS), errors + 1);
+        ck_assert_double_eq(counter_value(SKIPPED), skipped + 1);
+        proc_redis_free(r);
+    }
+}
+END_TEST
+
+/* SCRIPT FLUSH on the server (a failover to an empty replica does the same): the batch's
+ * EVALSHA calls fail with NOSCRIPT, they are counted as skipped, and the writer reconnects,
+ * loads the script again and applies the next batch. */
+START_TEST(test_noscript_reloads_the_script)
+{
+    const char *url = getenv("AUREN_TEST_REDIS_URL");
+    struct proc_redis_url u;
+    struct cm_err err;
+    struct proc_redis *r;
+    redisContext *c;
+    char got[256];
+
+    if (!live_redis(url, &u)) {
+        return;
+    }
+    c = peek_connect(&u);
+    freeReplyObject(redisCommand(c, "DEL %s", KEY));
+    r = proc_redis_new(url, 300, 10, redis_errors(), redis_skipped(), &err);
+    ck_assert_ptr_nonnull(r);
+    proc_redis_add(r, "redis-test-user", "heart_rate", EV_B, 50.0, 1000000, false);
+    ck_assert_uint_eq(proc_redis_flush(r), 1);
+    ck_assert_uint_eq(proc_redis_wait(r), 1);
+
+    freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
+    double errors = counter_value(ERRORS), skipped = counter_value(SKIPPED);
+    proc_redis_add(r, "redis-test-user", "heart_rate", EV_A, 60.0, 1000000, false);
+    ck_assert_uint_eq(proc_redis_flush(r), 1);
+    ck_assert_uint_eq(proc_redis_wait(r), 0);
+    ck_assert(!proc_redis_connected(r));
+    ck_assert_double_eq(counter_value(SKIPPED), skipped + 1);
+    ck_assert_double_ge(counter_value(ERRORS), errors + 2); /* the reply, then the drop */
+
+    /* the reconnect waits for its backoff (RECONNECT_MIN_US) */
+    for (int i = 0; i < 200 && !proc_redis_connected(r); i++) {
+        proc_redis_add(r, "redis-test-user", "heart_rate", EV_C, 52.0, 1000000, false);
+        if (proc_redis_flush(r) == 0) {
+            usleep(20 * 1000);
+        }
+    }
+    ck_assert(proc_redis_connected(r));
+    ck_assert_uint_eq(proc_redis_wait(r), 1);
+    series(c, got, sizeof(got));
+    ck_assert_str_eq(got, EV_B "|50@1000," EV_C "|52@1000");
+    proc_redis_free(r);
+    freeReplyObject(redisCommand(c, "DEL %s", KEY));
+    redisFree(c);
+}
+END_TEST
+
+/* The connection is killed by the server between two batches: the next batch is written into a
+ * dead link, its replies never come, and it is counted as skipped (not applied), never as
+ * applied. */
+START_TEST(test_killed_connection_skips_the_batch)
+{
+    const char *url = getenv("AUREN_TEST_REDIS_URL");
+    struct proc_redis_url u;
+    struct cm_err err;
+    struct proc_redis *r;
+    redisContext *c;
+    redisReply *rep;
+
+    if (!live_redis(url, &u)) {
+        return;
+    }
+    signal(SIGPIPE, SIG_IGN); /* the write into the dead link must fail, not kill the test */
+    c = peek_connect(&u);
+    r = proc_redis_new(url, 300, 10, redis_errors(), redis_skipped(), &err);
+    ck_assert_ptr_nonnull(r);
+    proc_redis_add(r, "redis-test-user", "heart_rate", EV_B, 50.0, 1000000, false);
+    ck_assert_uint_eq(proc_redis_flush(r), 1);
+    ck_assert_uint_eq(proc_redis_wait(r), 1);
+
+    rep = redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes");
+    ck_assert(rep != NULL && rep->type == REDIS_REPLY_INTEGER && rep->integer >= 1);
+    freeReplyObject(rep);
+    double skipped = counter_value(SKIPPED);
+    proc_redis_add(r, "redis-test-user", "heart_rate", EV_A, 60.0, 1000000, false);
+    size_t sent = proc_redis_flush(r);
+    ck_assert_uint_eq(proc_redis_wait(r), 0);
+    ck_assert_uint_le(sent, 1);
+    ck_assert(!proc_redis_connected(r));
+    ck_assert_double_eq(counter_value(SKIPPED), skipped + 1);
+    proc_redis_free(r);
+    freeReplyObject(redisCommand(c, "DEL %s", KEY));
+    redisFree(c);
+}
+END_TEST
+
 static Suite *proc_redis_suite(void)
 {
     Suite *s = suite_create("proc_redis");
@@ -319,8 +529,12 @@ static Suite *proc_redis_suite(void)
     tcase_add_test(url, test_url_rejects);
     suite_add_tcase(s, url);
     tcase_add_test(down, test_unreachable_redis_skips_and_discards);
+    tcase_add_test(down, test_oversized_key_is_skipped);
     suite_add_tcase(s, down);
     tcase_add_test(live, test_upsert_semantics_on_real_redis);
+    tcase_add_test(live, test_setup_refused_by_real_redis);
+    tcase_add_test(live, test_noscript_reloads_the_script);
+    tcase_add_test(live, test_killed_connection_skips_the_batch);
     suite_add_tcase(s, live);
     return s;
 }

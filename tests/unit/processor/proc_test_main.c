@@ -27,6 +27,7 @@ int main(void)
     srunner_add_suite(sr, proc_taxonomy_suite());
     srunner_add_suite(sr, proc_vendors_suite());
     srunner_add_suite(sr, proc_fixtures_suite());
+    srunner_add_suite(sr, proc_api_rejects_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);

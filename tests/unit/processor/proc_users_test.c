@@ -1,11 +1,15 @@
 /* Unit tests of the connection cache (positive / negative TTLs driven by an explicit clock,
  * replacement, invalidation, the memory bound) and of the resolver's behaviour when PostgreSQL is
- * unreachable (RETRY, never a dead letter). */
+ * unreachable (RETRY, never a dead letter). With AUREN_TEST_DATABASE_URL, against a scratch
+ * database: every status, a vendor revocation, a missing table, a session the server kills. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm/common.h"
+#include "cm/metrics.h"
+#include "proc_test_pg.h"
 #include "proc_users.h"
 
 #define S 1000000LL /* one second in microseconds */
@@ -184,6 +188,8 @@ START_TEST(test_unreachable_database_is_retry)
 {
     /* nothing listens on port 1: the connection is refused at once */
     struct proc_users *u = proc_users_new("postgresql://auren@127.0.0.1:1/auren", 60, NULL);
+
+    proc_conn_cache_free(NULL);
     enum proc_conn_state st;
     char uid[PROC_USER_ID_MAX];
     struct cm_err err;
@@ -204,6 +210,151 @@ START_TEST(test_state_names)
     ck_assert_str_eq(proc_conn_state_str(PROC_CONN_ACTIVE), "active");
     ck_assert_str_eq(proc_conn_state_str(PROC_CONN_REVOKED), "revoked");
     ck_assert_str_eq(proc_conn_state_str(PROC_CONN_UNKNOWN), "unknown");
+}
+END_TEST
+
+/* ---- against a real PostgreSQL (AUREN_TEST_DATABASE_URL; a scratch database) ---- */
+
+static struct cm_metric *pg_errors_metric(void)
+{
+    static struct cm_metric *m;
+
+    if (m == NULL) {
+        m = cm_metric_counter("auren_test_pg_errors_total", "test", 0);
+    }
+    return m;
+}
+
+/* Before the migrations ran (no connections table) the statements cannot be prepared: every
+ * lookup is a RETRY with the SQLSTATE, the resolver reports the database unreachable and counts
+ * the failure; once the table exists the next lookup connects and prepares. */
+START_TEST(test_missing_table_is_retry_until_migrated)
+{
+    struct proc_test_pg t;
+    struct proc_users *u;
+    enum proc_conn_state st;
+    char uid[PROC_USER_ID_MAX];
+    struct cm_err err = { .msg = "" };
+
+    if (!proc_test_pg_create(&t, false)) {
+        return;
+    }
+    u = proc_users_new(t.url, 60, pg_errors_metric());
+    ck_assert(!proc_users_reachable(u));
+    ck_assert_int_eq(proc_users_resolve(u, "oura", "v1", &st, uid, &err), CM_RETRY);
+    ck_assert_str_eq(err.msg, "pg_prepare_failed: sqlstate=42P01");
+    ck_assert_int_eq(proc_users_revoke(u, "oura", "v1", &err), CM_RETRY);
+    ck_assert(!proc_users_reachable(u));
+
+    proc_test_pg_exec(t.db, "CREATE TABLE connections (vendor text, vendor_user_id text, "
+                            "user_id text, status text, access_token_ct bytea, "
+                            "refresh_token_ct bytea, key_id text, expires_at timestamptz, "
+                            "updated_at timestamptz)");
+    ck_assert_int_eq(proc_users_resolve(u, "oura", "v1", &st, uid, &err), CM_OK);
+    ck_assert_int_eq(st, PROC_CONN_UNKNOWN);
+    ck_assert(proc_users_reachable(u));
+    proc_users_free(u);
+    proc_test_pg_drop(&t);
+}
+END_TEST
+
+/* Each status maps to a state: active and reconsent_required resolve to the user, revoked is
+ * revoked, anything else (or an empty user id) is unknown; a vendor revocation updates the row
+ * and drops the cached answer; a server-side NOTICE is consumed, not printed. */
+START_TEST(test_states_and_revocation_on_real_database)
+{
+    struct proc_test_pg t;
+    struct proc_users *u;
+    enum proc_conn_state st;
+    char uid[PROC_USER_ID_MAX];
+    struct cm_err err = { .msg = "" };
+    PGresult *res;
+
+    if (!proc_test_pg_create(&t, true)) {
+        return;
+    }
+    proc_test_pg_exec(t.db, "INSERT INTO connections (vendor, vendor_user_id, user_id, status) "
+                            "VALUES ('oura', 'a', 'user-a', 'active'), "
+                            "('oura', 'r', 'user-r', 'revoked'), "
+                            "('oura', 'c', 'user-c', 'reconsent_required'), "
+                            "('oura', 'e', '', 'active'), "
+                            "('oura', 'x', 'user-x', 'paused')");
+    proc_test_pg_exec(t.db, "CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS "
+                            "$$BEGIN RAISE NOTICE 'row %', NEW.vendor_user_id; RETURN NEW; END$$");
+    proc_test_pg_exec(t.db, "CREATE TRIGGER note BEFORE UPDATE ON connections FOR EACH ROW "
+                            "EXECUTE FUNCTION note()");
+    u = proc_users_new(t.url, 60, pg_errors_metric());
+    ck_assert(proc_users_reachable(u));
+
+    ck_assert_int_eq(proc_users_resolve(u, "oura", "a", &st, uid, &err), CM_OK);
+    ck_assert_int_eq(st, PROC_CONN_ACTIVE);
+    ck_assert_str_eq(uid, "user-a");
+    ck_assert_int_eq(proc_users_resolve(u, "oura", "c", &st, uid, &err), CM_OK);
+    ck_assert_int_eq(st, PROC_CONN_ACTIVE);
+    ck_assert_str_eq(uid, "user-c");
+    ck_assert_int_eq(proc_users_resolve(u, "oura", "r", &st, uid, &err), CM_OK);
+    ck_assert_int_eq(st, PROC_CONN_REVOKED);
+    ck_assert_str_eq(uid, "");
+    ck_assert_int_eq(proc_users_resolve(u, "oura", "e", &st, uid, &err), CM_OK);
+    ck_assert_int_eq(st, PROC_CONN_UNKNOWN);
+    ck_assert_int_eq(proc_users_resolve(u, "oura", "x", &st, uid, &err), CM_OK);
+    ck_assert_int_eq(st, PROC_CONN_UNKNOWN);
+    ck_assert_str_eq(uid, "");
+    ck_assert_int_eq(proc_users_resolve(u, "whoop", "a", &st, uid, &err), CM_OK);
+    ck_assert_int_eq(st, PROC_CONN_UNKNOWN);
+
+    ck_assert_int_eq(proc_users_revoke(u, "oura", "a", &err), CM_OK);
+    ck_assert_int_eq(proc_users_resolve(u, "oura", "a", &st, uid, &err), CM_OK);
+    ck_assert_int_eq(st, PROC_CONN_REVOKED); /* not the cached "active" */
+    res = PQexec(t.db, "SELECT status FROM connections WHERE vendor = 'oura' AND "
+                       "vendor_user_id = 'a'");
+    ck_assert_int_eq(PQntuples(res), 1);
+    ck_assert_str_eq(PQgetvalue(res, 0, 0), "revoked");
+    PQclear(res);
+
+    /* the table goes away under a live connection: lookups and revocations are RETRY */
+    proc_test_pg_exec(t.db, "DROP TABLE connections");
+    ck_assert_int_eq(proc_users_resolve(u, "oura", "new", &st, uid, &err), CM_RETRY);
+    ck_assert_str_eq(err.msg, "pg_lookup_failed: sqlstate=42P01");
+    ck_assert_int_eq(proc_users_revoke(u, "oura", "r", &err), CM_RETRY);
+    ck_assert_str_eq(err.msg, "pg_revoke_failed: sqlstate=42P01");
+    proc_users_free(u);
+    proc_test_pg_drop(&t);
+}
+END_TEST
+
+/* The idle probe (every 5 s) notices a connection the server closed and reports the database
+ * unreachable; the next probe reconnects and reports it reachable again. */
+START_TEST(test_probe_follows_a_killed_session)
+{
+    struct proc_test_pg t;
+    struct proc_users *u;
+    char sql[256];
+    int64_t until;
+
+    if (!proc_test_pg_create(&t, true)) {
+        return;
+    }
+    u = proc_users_new(t.url, 60, pg_errors_metric());
+    ck_assert(proc_users_reachable(u));
+    snprintf(sql, sizeof(sql),
+             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s' AND "
+             "application_name = 'auren-processor'",
+             t.name);
+    proc_test_pg_exec(t.admin, sql);
+    until = cm_mono_us() + 30 * S;
+    while (proc_users_reachable(u) && cm_mono_us() < until) {
+        proc_users_check(u);
+        usleep(50 * 1000);
+    }
+    ck_assert(!proc_users_reachable(u));
+    while (!proc_users_reachable(u) && cm_mono_us() < until) {
+        proc_users_check(u);
+        usleep(50 * 1000);
+    }
+    ck_assert(proc_users_reachable(u));
+    proc_users_free(u);
+    proc_test_pg_drop(&t);
 }
 END_TEST
 
@@ -230,6 +381,10 @@ static Suite *proc_users_suite(void)
     suite_add_tcase(s, bound);
     tcase_add_test(pg, test_unreachable_database_is_retry);
     tcase_add_test(pg, test_state_names);
+    tcase_add_test(pg, test_missing_table_is_retry_until_migrated);
+    tcase_add_test(pg, test_states_and_revocation_on_real_database);
+    tcase_add_test(pg, test_probe_follows_a_killed_session);
+    tcase_set_timeout(pg, 60);
     suite_add_tcase(s, pg);
     return s;
 }
