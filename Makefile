@@ -87,11 +87,12 @@ ops-tests:
 # The benchmark (bench/README.md): every stage against this machine's own ceilings; a table on
 # stdout and JSON in bench/results/. bench-quick only proves it runs (make test calls it; no
 # speed is asserted). Both stop the stack's binaries for the run and restart them afterwards.
+# BENCH_PHASES runs a subset (e.g. BENCH_PHASES=processor,persister; bench/README.md).
 bench: deps build up
-	@$(PYTHON) bench/bench.py --profile full
+	@$(PYTHON) bench/bench.py --profile full $(if $(BENCH_PHASES),--phases $(BENCH_PHASES))
 
 bench-quick: deps build up
-	@$(PYTHON) bench/bench.py --profile quick
+	@$(PYTHON) bench/bench.py --profile quick $(if $(BENCH_PHASES),--phases $(BENCH_PHASES))
 
 # Fault injection under load (tests/faults/faults.py): kill -9 and restart each component, stop
 # Kafka 60 s; reconcile 2xx'd webhooks against PostgreSQL (about 4 minutes), then a DLQ replay.

@@ -22,6 +22,12 @@ Phases:
                latency from auren_pipeline_e2e_latency_seconds and from the rows
   memory       peak RSS (VmHWM) of each binary under the load of its phase
 
+`--phases` (make: BENCH_PHASES) runs a subset, e.g. `--phases processor,persister`, to re-measure
+one stage; the JSON's "phases_run" lists what ran and the table shows only those rows. A phase
+whose input another phase makes gets it without measuring it: the processor tops the raw topic up
+through the gateway in any case, and the persister alone first has a processor normalize a top-up
+("fills" in the JSON; memory comes with each phase).
+
 Output: a table on stdout and bench/results/<profile>-<UTC stamp>.json.
 """
 
@@ -61,6 +67,7 @@ PROFILES = {
 }
 DEFAULT_CAP = 40
 RAISED_CAP = 1024
+PHASES = ("ceiling", "gateway", "processor", "persister", "e2e")
 
 TARGETS = {
     "gateway_default_cap_rps": 10000,
@@ -79,7 +86,8 @@ def log(msg):
 
 
 class Bench:
-    def __init__(self, profile, build_dir):
+    def __init__(self, profile, build_dir, phases=PHASES):
+        self.phases = [ph for ph in PHASES if ph in phases]
         self.p = PROFILES[profile]
         self.profile = profile
         self.build = build_dir
@@ -87,7 +95,7 @@ class Bench:
         self.tools = os.path.join(build_dir, "bench")
         self.tmp = tempfile.mkdtemp(prefix="auren-bench-")
         self.procs = {}
-        self.results = {"profile": profile, "phases": {}}
+        self.results = {"profile": profile, "phases": {}, "phases_run": self.phases}
         self.run_id = datetime.datetime.utcnow().strftime("%Y%m%d%H%M%S")
 
     # ------------------------------------------------------------------ plumbing
@@ -278,8 +286,8 @@ class Bench:
         return {"MAX_CONCURRENT_WEBHOOKS": str(cap), "HTTP_PORT": str(GW_PORT),
                 "SPOOL_DIR": os.path.join(self.tmp, "spool")}
 
-    def phase_http(self):
-        res = {}
+    def phase_ceiling(self):
+        res = self.results["phases"].setdefault("http", {})
         p = self.start("ceiling", {}, [os.path.join(self.tools, "bench-ceiling"),
                                        str(CEIL_PORT)])
         time.sleep(0.5)
@@ -290,20 +298,24 @@ class Bench:
         res["ceiling_default"] = self.loadgen(CEIL_PORT, req, DEFAULT_CAP)
         res["ceiling_raised"] = self.loadgen(CEIL_PORT, req, self.p["raised_conns"])
         self.stop("ceiling")
+
+    def phase_gateway(self):
+        res = self.results["phases"].setdefault("http", {})
         for label, cap, conns in (("gateway_default", DEFAULT_CAP, DEFAULT_CAP),
                                   ("gateway_raised", RAISED_CAP, self.p["raised_conns"])):
             self.start("gateway", self.gw_env(cap))
             self.wait_http(GW_PORT)
-            req, _ = self.prepare(label, self.p["requests"], "gateway")
+            req, shape = self.prepare(label, self.p["requests"], "gateway")
+            res.setdefault("request_shape", shape)
             r = self.loadgen(GW_PORT, req, conns)
             r["cap"] = cap
             r["peak_rss_mib"] = self.stop("gateway")
             res[label] = r
-        res["ratio_default"] = ratio(res["gateway_default"]["ok_throughput"],
-                                     res["ceiling_default"]["ok_throughput"])
-        res["ratio_raised"] = ratio(res["gateway_raised"]["ok_throughput"],
-                                    res["ceiling_raised"]["ok_throughput"])
-        self.results["phases"]["http"] = res
+        if "ceiling_default" in res:
+            res["ratio_default"] = ratio(res["gateway_default"]["ok_throughput"],
+                                         res["ceiling_default"]["ok_throughput"])
+            res["ratio_raised"] = ratio(res["gateway_raised"]["ok_throughput"],
+                                        res["ceiling_raised"]["ok_throughput"])
 
     def drain(self, name, port, counter, expect_total, min_idle_s=3.0):
         """Run until `counter` reaches expect_total (or stops moving); returns the throughput
@@ -364,9 +376,12 @@ class Bench:
                                       if r_raw["cpu_seconds"] else 0.0)
         r["dlq"] = metric_sum(m, "auren_processor_dlq_records_total")
         r["fetch_jobs"] = metric_sum(m, "auren_processor_fetch_jobs_total")
-        self.results["phases"]["processor"] = r
+        return r
 
     def phase_persister(self):
+        if "processor" not in self.phases:
+            # Nothing normalized yet in this run: a processor fills the topic, unmeasured.
+            self.results.setdefault("fills", {})["processor"] = self.phase_processor()
         norm = self.topic_end(TOPIC_NORMALIZED) - self.norm_start
         t0 = self.psql("SELECT now()")[0][0]
         self.start("persister", {"PERSISTER_GROUP_ID": BENCH_PERS_GROUP,
@@ -407,9 +422,13 @@ class Bench:
                      "rate": round(nrows / secs, 1) if secs > 0 else 0.0}
         r["copy_ratio"] = ratio(r["rate"], r["copy"]["rate"])
         r["copy_ratio_new_rows"] = ratio(r["new_rows_per_s"], r["copy"]["rate"])
-        self.results["phases"]["persister"] = r
+        return r
 
     def phase_e2e(self):
+        # No backlog from the phases before (or from those a --phases subset left out): the
+        # latency is that of the offered rate alone.
+        self.commit_at_end(BENCH_PROC_GROUP, TOPIC_RAW)
+        self.commit_at_end(BENCH_PERS_GROUP, TOPIC_NORMALIZED)
         self.start("persister", {"PERSISTER_GROUP_ID": BENCH_PERS_GROUP,
                                  "HTTP_PORT": str(PERS_PORT)})
         self.start("processor", {"PROCESSOR_GROUP_ID": BENCH_PROC_GROUP,
@@ -455,7 +474,7 @@ class Bench:
             }
         rss = {n: peak_rss_mib(self.procs[n].pid) for n in ("gateway", "processor", "persister")}
         self.stop_all()
-        self.results["phases"]["e2e"] = {"rates": out, "peak_rss_mib": rss}
+        return {"rates": out, "peak_rss_mib": rss}
 
     # ------------------------------------------------------------------ run
 
@@ -465,14 +484,11 @@ class Bench:
         self.results["load_before"] = os.getloadavg()
         self.setup()
         try:
-            log("HTTP ceiling and gateway")
-            self.phase_http()
-            log("processor")
-            self.phase_processor()
-            log("persister")
-            self.phase_persister()
-            log("end to end")
-            self.phase_e2e()
+            for ph in self.phases:
+                log(ph)
+                out = getattr(self, "phase_" + ph)()
+                if out is not None:
+                    self.results["phases"][ph] = out
         finally:
             self.results["load_after"] = os.getloadavg()
             self.restore()
@@ -590,57 +606,69 @@ def machine():
 
 
 def summarize(r):
+    """The headline figures of the phases that ran, and which targets they meet."""
     ph = r["phases"]
-    http, proc, pers, e2e = ph["http"], ph["processor"], ph["persister"], ph["e2e"]
-    rates = e2e["rates"]
-    top = rates[str(max(int(k) for k in rates))]
-    s = {
-        "ceiling_default_rps": http["ceiling_default"]["ok_throughput"],
-        "ceiling_raised_rps": http["ceiling_raised"]["ok_throughput"],
-        "gateway_default_cap_rps": http["gateway_default"]["ok_throughput"],
-        "gateway_default_cap_p50_ms": http["gateway_default"]["latency_ok"]["p50_us"] / 1000,
-        "gateway_default_cap_p99_ms": http["gateway_default"]["latency_ok"]["p99_us"] / 1000,
-        "gateway_default_cap_p999_ms": http["gateway_default"]["latency_ok"]["p999_us"] / 1000,
-        "gateway_raised_cap_rps": http["gateway_raised"]["ok_throughput"],
-        "gateway_raised_cap_p50_ms": http["gateway_raised"]["latency_ok"]["p50_us"] / 1000,
-        "gateway_raised_cap_p99_ms": http["gateway_raised"]["latency_ok"]["p99_us"] / 1000,
-        "gateway_raised_cap_p999_ms": http["gateway_raised"]["latency_ok"]["p999_us"] / 1000,
-        "gateway_raised_cap_ratio": http["ratio_raised"],
-        "processor_events_per_s": proc["events_per_s"],
-        "processor_events_per_core_s": proc["events_per_cpu_second"],
-        "processor_raw_per_s": proc["raw"]["rate"],
-        "persister_rows_per_s": pers["rate"],
-        "persister_new_rows_per_s": pers.get("new_rows_per_s"),
-        "persister_duplicate_share": ratio(pers.get("duplicates", 0),
-                                           pers.get("inserted", 0) + pers.get("duplicates", 0)),
-        "copy_rows_per_s": pers["copy"]["rate"],
-        "persister_copy_ratio": pers["copy_ratio"],
-        "e2e_top_rate": top["offered_rate"],
-        "e2e_p50_ms": top["histogram_p50_ms"],
-        "e2e_p99_ms": top["histogram_p99_ms"],
-        "gateway_rss_mib": max(x for x in (http["gateway_default"]["peak_rss_mib"],
-                                           http["gateway_raised"]["peak_rss_mib"],
-                                           e2e["peak_rss_mib"]["gateway"]) if x is not None),
-        "processor_rss_mib": max(x for x in (proc["raw"]["peak_rss_mib"],
-                                             e2e["peak_rss_mib"]["processor"]) if x is not None),
-        "persister_rss_mib": max(x for x in (pers["peak_rss_mib"],
-                                             e2e["peak_rss_mib"]["persister"]) if x is not None),
-    }
-    met = {
-        "gateway_default_cap_rps": s["gateway_default_cap_rps"] >= TARGETS[
+    http, e2e = ph.get("http", {}), ph.get("e2e")
+    proc, pers = ph.get("processor"), ph.get("persister")
+    s = {}
+    if "ceiling_default" in http:
+        s["ceiling_default_rps"] = http["ceiling_default"]["ok_throughput"]
+        s["ceiling_raised_rps"] = http["ceiling_raised"]["ok_throughput"]
+    for label, key in (("gateway_default", "gateway_default_cap"),
+                       ("gateway_raised", "gateway_raised_cap")):
+        if label in http:
+            g = http[label]
+            s[key + "_rps"] = g["ok_throughput"]
+            for pct in ("p50", "p99", "p999"):
+                s["%s_%s_ms" % (key, pct)] = g["latency_ok"][pct + "_us"] / 1000
+    if "ratio_raised" in http:
+        s["gateway_raised_cap_ratio"] = http["ratio_raised"]
+    if proc:
+        s["processor_events_per_s"] = proc["events_per_s"]
+        s["processor_events_per_core_s"] = proc["events_per_cpu_second"]
+        s["processor_raw_per_s"] = proc["raw"]["rate"]
+    if pers:
+        s["persister_rows_per_s"] = pers["rate"]
+        s["persister_new_rows_per_s"] = pers.get("new_rows_per_s")
+        s["persister_duplicate_share"] = ratio(pers.get("duplicates", 0),
+                                               pers.get("inserted", 0) + pers.get("duplicates", 0))
+        s["copy_rows_per_s"] = pers["copy"]["rate"]
+        s["persister_copy_ratio"] = pers["copy_ratio"]
+    if e2e:
+        rates = e2e["rates"]
+        top = rates[str(max(int(k) for k in rates))]
+        s["e2e_top_rate"] = top["offered_rate"]
+        s["e2e_p50_ms"] = top["histogram_p50_ms"]
+        s["e2e_p99_ms"] = top["histogram_p99_ms"]
+    e2e_rss = e2e["peak_rss_mib"] if e2e else {}
+    for name, seen in (("gateway", [http.get(x, {}).get("peak_rss_mib")
+                                    for x in ("gateway_default", "gateway_raised")]),
+                       ("processor", [proc["raw"]["peak_rss_mib"] if proc else None]),
+                       ("persister", [pers["peak_rss_mib"] if pers else None])):
+        seen = [x for x in seen + [e2e_rss.get(name)] if x is not None]
+        if seen:
+            s[name + "_rss_mib"] = max(seen)
+    checks = {
+        "gateway_default_cap_rps": lambda: s["gateway_default_cap_rps"] >= TARGETS[
             "gateway_default_cap_rps"],
-        "gateway_default_cap_p99_ms": s["gateway_default_cap_p99_ms"] <= TARGETS[
+        "gateway_default_cap_p99_ms": lambda: s["gateway_default_cap_p99_ms"] <= TARGETS[
             "gateway_default_cap_p99_ms"],
-        "gateway_raised_cap_ratio": (s["gateway_raised_cap_ratio"] or 0) >= TARGETS[
+        "gateway_raised_cap_ratio": lambda: (s["gateway_raised_cap_ratio"] or 0) >= TARGETS[
             "gateway_raised_cap_ratio"],
-        "e2e_p99_ms_at_5000": (s["e2e_top_rate"] >= 5000 and s["e2e_p99_ms"] is not None
-                               and s["e2e_p99_ms"] <= TARGETS["e2e_p99_ms_at_5000"]),
-        "processor_events_per_core_s": s["processor_events_per_core_s"] >= TARGETS[
+        "e2e_p99_ms_at_5000": lambda: (s["e2e_top_rate"] >= 5000 and s["e2e_p99_ms"] is not None
+                                       and s["e2e_p99_ms"] <= TARGETS["e2e_p99_ms_at_5000"]),
+        "processor_events_per_core_s": lambda: s["processor_events_per_core_s"] >= TARGETS[
             "processor_events_per_core_s"],
-        "persister_copy_ratio": (s["persister_copy_ratio"] or 0) >= TARGETS[
+        "persister_copy_ratio": lambda: (s["persister_copy_ratio"] or 0) >= TARGETS[
             "persister_copy_ratio"],
-        "gateway_rss_mib": s["gateway_rss_mib"] <= TARGETS["gateway_rss_mib"],
+        "gateway_rss_mib": lambda: s["gateway_rss_mib"] <= TARGETS["gateway_rss_mib"],
     }
+    met = {}
+    for key, check in checks.items():
+        try:
+            met[key] = check()
+        except KeyError:
+            pass  # the phase that measures it did not run
     s["targets_met"] = met
     return s
 
@@ -662,59 +690,85 @@ def table(r):
 
     def mark(k):
         return "met" if met.get(k) else "NOT met"
+
+    def f(key, unit=""):
+        return fmt(s[key], unit)
+    http = r["phases"].get("http", {})
+    # (summary keys the row needs, measure, result, target): rows of phases that did not run
+    # are left out.
     rows = [
-        ("HTTP ceiling (bare libmicrohttpd), 40 / %d conns" % r["phases"]["http"]
-         ["ceiling_raised"]["connections"],
-         "%s / %s req/s" % (fmt(s["ceiling_default_rps"]), fmt(s["ceiling_raised_rps"])), ""),
-        ("gateway, cap 40: durable webhooks/s", fmt(s["gateway_default_cap_rps"]),
-         ">= 10,000: " + mark("gateway_default_cap_rps")),
-        ("gateway, cap 40: p50 / p99 / p99.9", "%s / %s / %s ms" % (
-            fmt(s["gateway_default_cap_p50_ms"]), fmt(s["gateway_default_cap_p99_ms"]),
-            fmt(s["gateway_default_cap_p999_ms"])), "p99 <= 20 ms: " +
-         mark("gateway_default_cap_p99_ms")),
-        ("gateway, cap %d: durable webhooks/s" % RAISED_CAP, fmt(s["gateway_raised_cap_rps"]),
-         ""),
-        ("gateway, cap %d: p50 / p99 / p99.9" % RAISED_CAP, "%s / %s / %s ms" % (
-            fmt(s["gateway_raised_cap_p50_ms"]), fmt(s["gateway_raised_cap_p99_ms"]),
-            fmt(s["gateway_raised_cap_p999_ms"])), ""),
-        ("gateway / ceiling, raised cap", fmt(s["gateway_raised_cap_ratio"]),
-         ">= 0.5: " + mark("gateway_raised_cap_ratio")),
+        (("ceiling_default_rps",), "HTTP ceiling (bare libmicrohttpd), 40 / %s conns" % (
+            http.get("ceiling_raised", {}).get("connections")),
+         lambda: "%s / %s req/s" % (f("ceiling_default_rps"), f("ceiling_raised_rps")), ""),
+        (("gateway_default_cap_rps",), "gateway, cap 40: durable webhooks/s",
+         lambda: f("gateway_default_cap_rps"), ">= 10,000: " + mark("gateway_default_cap_rps")),
+        (("gateway_default_cap_rps",), "gateway, cap 40: p50 / p99 / p99.9",
+         lambda: "%s / %s / %s ms" % (f("gateway_default_cap_p50_ms"),
+                                      f("gateway_default_cap_p99_ms"),
+                                      f("gateway_default_cap_p999_ms")),
+         "p99 <= 20 ms: " + mark("gateway_default_cap_p99_ms")),
+        (("gateway_raised_cap_rps",), "gateway, cap %d: durable webhooks/s" % RAISED_CAP,
+         lambda: f("gateway_raised_cap_rps"), ""),
+        (("gateway_raised_cap_rps",), "gateway, cap %d: p50 / p99 / p99.9" % RAISED_CAP,
+         lambda: "%s / %s / %s ms" % (f("gateway_raised_cap_p50_ms"),
+                                      f("gateway_raised_cap_p99_ms"),
+                                      f("gateway_raised_cap_p999_ms")), ""),
+        (("gateway_raised_cap_ratio",), "gateway / ceiling, raised cap",
+         lambda: f("gateway_raised_cap_ratio"), ">= 0.5: " + mark("gateway_raised_cap_ratio")),
     ]
-    for k, e in sorted(r["phases"]["e2e"]["rates"].items(), key=lambda x: int(x[0])):
-        rows.append(("end to end at %s/s offered: p50 / p99 (histogram)" % k,
-                     "%s / %s ms" % (fmt(e["histogram_p50_ms"]), fmt(e["histogram_p99_ms"])),
+    e2e = r["phases"].get("e2e", {"rates": {}})
+    for k, e in sorted(e2e["rates"].items(), key=lambda x: int(x[0])):
+        rows.append(((), "end to end at %s/s offered: p50 / p99 (histogram)" % k,
+                     lambda e=e: "%s / %s ms" % (fmt(e["histogram_p50_ms"]),
+                                                 fmt(e["histogram_p99_ms"])),
                      ("p99 <= 250 ms at 5,000/s: " + mark("e2e_p99_ms_at_5000"))
                      if int(k) == 5000 else ""))
-        rows.append(("  rows: persisted_at - received_at p50 / p99",
-                     "%s / %s ms (%s rows)" % (fmt(e["rows_p50_ms"]), fmt(e["rows_p99_ms"]),
-                                               fmt(e["rows_counted"])), ""))
-        rows.append(("  HTTP at that rate: 2xx/s, p99",
-                     "%s/s, %s ms" % (fmt(e["http"]["ok_throughput"]),
-                                      fmt(e["http"]["latency"]["p99_us"] / 1000)), ""))
+        rows.append(((), "  rows: persisted_at - received_at p50 / p99",
+                     lambda e=e: "%s / %s ms (%s rows)" % (
+                         fmt(e["rows_p50_ms"]), fmt(e["rows_p99_ms"]), fmt(e["rows_counted"])),
+                     ""))
+        rows.append(((), "  HTTP at that rate: 2xx/s, p99",
+                     lambda e=e: "%s/s, %s ms" % (fmt(e["http"]["ok_throughput"]),
+                                                  fmt(e["http"]["latency"]["p99_us"] / 1000)),
+                     ""))
     rows += [
-        ("processor: events/s (raw/s)", "%s (%s)" % (fmt(s["processor_events_per_s"]),
-                                                     fmt(s["processor_raw_per_s"])), ""),
-        ("processor: events per CPU-second", fmt(s["processor_events_per_core_s"]),
+        (("processor_events_per_s",), "processor: events/s (raw/s)",
+         lambda: "%s (%s)" % (f("processor_events_per_s"), f("processor_raw_per_s")), ""),
+        (("processor_events_per_core_s",), "processor: events per CPU-second",
+         lambda: f("processor_events_per_core_s"),
          ">= 100,000: " + mark("processor_events_per_core_s")),
-        ("persister: records/s (new rows/s; duplicate share) vs psql \\copy",
-         "%s (%s; %s) vs %s" % (fmt(s["persister_rows_per_s"]),
-                                fmt(s["persister_new_rows_per_s"]),
-                                fmt(s["persister_duplicate_share"]), fmt(s["copy_rows_per_s"])),
+        (("persister_rows_per_s",),
+         "persister: records/s (new rows/s; duplicate share) vs psql \\copy",
+         lambda: "%s (%s; %s) vs %s" % (f("persister_rows_per_s"),
+                                        f("persister_new_rows_per_s"),
+                                        f("persister_duplicate_share"), f("copy_rows_per_s")),
          ""),
-        ("persister / \\copy", fmt(s["persister_copy_ratio"]),
+        (("persister_copy_ratio",), "persister / \\copy", lambda: f("persister_copy_ratio"),
          ">= 0.8: " + mark("persister_copy_ratio")),
-        ("peak RSS gateway / processor / persister", "%s / %s / %s MiB" % (
-            fmt(s["gateway_rss_mib"]), fmt(s["processor_rss_mib"]),
-            fmt(s["persister_rss_mib"])), "gateway <= 64 MiB: " + mark("gateway_rss_mib")),
+        ((), "peak RSS gateway / processor / persister",
+         lambda: "%s / %s / %s MiB" % tuple(fmt(s.get(n + "_rss_mib"))
+                                           for n in ("gateway", "processor", "persister")),
+         ("gateway <= 64 MiB: " + mark("gateway_rss_mib")) if "gateway_rss_mib" in s else ""),
     ]
     out = ["machine: %s, %s cores, %s GiB; load average before/after: %s / %s" % (
         m["cpu"], m["cores"], m["mem_gib"],
         " ".join("%.2f" % x for x in r["load_before"]),
         " ".join("%.2f" % x for x in r["load_after"])),
-        "profile: %s, %s" % (r["profile"], r["started_at"]), "",
+        "profile: %s, %s; phases: %s" % (r["profile"], r["started_at"],
+                                         ",".join(r["phases_run"])), "",
         "| measure | result | target |", "| --- | --- | --- |"]
-    out += ["| %s | %s | %s |" % row for row in rows]
+    out += ["| %s | %s | %s |" % (measure, result(), target)
+            for need, measure, result, target in rows if all(k in s for k in need)]
     return "\n".join(out)
+
+
+def parse_phases(text):
+    phases = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [x for x in phases if x not in PHASES]
+    if unknown or not phases:
+        raise argparse.ArgumentTypeError("phases are a comma-separated subset of %s" %
+                                         ",".join(PHASES))
+    return phases
 
 
 def main():
@@ -722,10 +776,12 @@ def main():
     ap.add_argument("--profile", choices=sorted(PROFILES), default="full")
     ap.add_argument("--build-dir", default=os.environ.get("BUILD_DIR", "build"))
     ap.add_argument("--out-dir", default=os.path.join(HERE, "results"))
+    ap.add_argument("--phases", type=parse_phases, default=list(PHASES),
+                    help="comma-separated subset of %s (default: all)" % ",".join(PHASES))
     args = ap.parse_args()
     build = args.build_dir if os.path.isabs(args.build_dir) else os.path.join(ROOT,
                                                                                args.build_dir)
-    b = Bench(args.profile, build)
+    b = Bench(args.profile, build, args.phases)
     res = b.run()
     os.makedirs(args.out_dir, exist_ok=True)
     stamp = datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ")

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,9 +170,22 @@ enum cm_rc proc_redis_url_parse(const char *url, struct proc_redis_url *out, str
     return CM_OK;
 }
 
+/* "%.15g", or "%.17g" when that does not read back as the same double. An integral value below
+ * 1e15 (steps, beats per minute, ...) prints as its digits under "%.15g" and reads back exactly:
+ * it skips snprintf and strtod (the bulk of the Redis flush's formatting). -0 keeps snprintf
+ * ("-0"). */
 size_t proc_redis_format_value(double value, char *out, size_t outsz)
 {
-    int n = snprintf(out, outsz, "%.15g", value);
+    int n;
+
+    if (value > -1e15 && value < 1e15 && value == (double)(int64_t)value &&
+        !(value == 0 && signbit(value)) && outsz > 16) {
+        size_t len = proc_put_int64(out, (int64_t)value);
+
+        out[len] = '\0';
+        return len;
+    }
+    n = snprintf(out, outsz, "%.15g", value);
 
     if (strtod(out, NULL) != value) {
         n = snprintf(out, outsz, "%.17g", value);

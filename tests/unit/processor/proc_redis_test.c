@@ -136,6 +136,23 @@ START_TEST(test_value_random_round_trips)
 }
 END_TEST
 
+/* Integral values take a path without snprintf: the text must stay what "%.15g" gives (members
+ * written before must keep matching). */
+START_TEST(test_value_integral_same_as_printf)
+{
+    const double values[] = { 0.0, -0.0, 1.0, -1.0, 72.0, 10000.0, 123456789.0, 1e14,
+                              999999999999999.0, -999999999999999.0, 1e15, -1e15, 1e16, 4096.5 };
+    char v[32];
+    char want[32];
+
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        snprintf(want, sizeof(want), "%.15g", values[i]);
+        ck_assert_uint_eq(proc_redis_format_value(values[i], v, sizeof(v)), strlen(want));
+        ck_assert_str_eq(v, want);
+    }
+}
+END_TEST
+
 START_TEST(test_key_and_score)
 {
     char key[32];
@@ -522,6 +539,7 @@ static Suite *proc_redis_suite(void)
     tcase_add_test(fmt, test_value_needs_17_digits);
     tcase_add_test(fmt, test_value_round_trips);
     tcase_add_test(fmt, test_value_random_round_trips);
+    tcase_add_test(fmt, test_value_integral_same_as_printf);
     tcase_add_test(fmt, test_key_and_score);
     suite_add_tcase(s, fmt);
     tcase_add_test(url, test_url_defaults_and_db);
