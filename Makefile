@@ -1,9 +1,11 @@
 # Thin entry points over scripts/ and CMake presets (see README "Local stack and commands").
 #   make run        install what is missing, build, start the local stack, send the sample webhooks
-#   make test       the whole suite: unit tests (ctest) and end-to-end tests against the real stack
+#   make test       the whole suite: unit tests (ctest) and end-to-end tests against the real stack;
+#                   the ops and fault suites run once, inside the coverage pass (sanitize-tests)
 #   make up / down  start / stop the stack in the background (status, reset: see scripts/stack.sh)
 #   make test-ops   operations checks: promtool on live /metrics, dashboard, alert rules, k8s/
-#   make coverage   unit + e2e suites on the gcov + ASan/UBSan build; gcovr report, 93 % line gate
+#   make coverage   unit, e2e, ops and fault suites on the gcov + ASan/UBSan build; gcovr report,
+#                   93 % line gate
 # BUILD_DIR picks another build tree for the dev preset; JOBS the parallelism (2 cores here).
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
@@ -51,8 +53,9 @@ run: up
 	@test -f scripts/demo.py || { echo "make run: scripts/demo.py is missing" >&2; exit 1; }
 	@set -a && . config/local.env && set +a && $(PYTHON) scripts/demo.py
 
-test: deps build lint up unit-tests sanitize-tests memcheck fuzz-smoke e2e-tests ops-tests fault-tests \
-	bench-quick
+# The ops and fault suites are not listed: sanitize-tests runs them (with the unit and e2e suites)
+# on build-coverage/, so their outages count toward coverage and run under the sanitizers.
+test: deps build lint up unit-tests sanitize-tests memcheck fuzz-smoke e2e-tests bench-quick
 
 test-unit: build unit-tests
 
@@ -96,8 +99,9 @@ bench-quick: deps build up
 
 # Fault injection under load (tests/faults/faults.py): kill -9 and restart each component, stop
 # Kafka 60 s; reconcile 2xx'd webhooks against PostgreSQL (about 4 minutes), then a DLQ replay.
-# `make test` runs it too; `make test-faults` also writes tests/faults/RESULTS.md and the README's
-# table.
+# These targets run it on $(BUILD_DIR) (the dev build); `make test` runs it on build-coverage/
+# inside sanitize-tests instead. `make test-faults` also writes tests/faults/RESULTS.md and the
+# README's table.
 test-faults: up
 	@set -a && . config/local.env && set +a && $(PYTHON) tests/faults/faults.py --profile full \
 	    --out tests/faults/RESULTS.md --readme README.md
@@ -116,17 +120,21 @@ asan: deps
 # The unit suite again under AddressSanitizer + UBSan (build-asan/, the asan preset).
 asan-tests: asan
 
-# One pass of the unit and e2e suites on build-coverage/ (preset coverage: gcov, -O0, ASan +
-# UBSan): any sanitizer report fails, and gcovr reports line and branch coverage of the product
-# code into build-coverage/coverage/ (scripts/coverage.sh). make coverage fails under
-# COVERAGE_MIN_LINES % of lines; make test runs the same pass (sanitize-tests) and prints the
-# figures without that gate (README "Security": the suites are not at 93 % yet).
+# One pass of the unit, e2e, ops and fault suites on build-coverage/ (preset coverage: gcov, -O0,
+# ASan + UBSan; the stack's binaries and auren-admin come from there): any sanitizer report fails,
+# and gcovr reports line and branch coverage of the product code into build-coverage/coverage/
+# (scripts/coverage.sh; COVERAGE_SUITES="unit e2e" picks suites while iterating). make coverage
+# fails under COVERAGE_MIN_LINES % of lines; make test runs the same pass (sanitize-tests) and
+# enforces that gate only when COVERAGE_GATE is 1 (README "Security": the suites are not at 93 %
+# yet, so it is 0 until they are).
 COVERAGE_MIN_LINES ?= 93
+COVERAGE_GATE ?= 0
 coverage: deps build up
 	@COVERAGE_GATE=1 COVERAGE_MIN_LINES=$(COVERAGE_MIN_LINES) JOBS=$(JOBS) scripts/coverage.sh
 
 sanitize-tests:
-	@COVERAGE_GATE=0 COVERAGE_MIN_LINES=$(COVERAGE_MIN_LINES) JOBS=$(JOBS) scripts/coverage.sh
+	@COVERAGE_GATE=$(COVERAGE_GATE) COVERAGE_MIN_LINES=$(COVERAGE_MIN_LINES) JOBS=$(JOBS) \
+	    scripts/coverage.sh
 
 # The unit suite under valgrind memcheck (zero reports; suppressions in tests/memcheck/).
 memcheck: build

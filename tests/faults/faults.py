@@ -16,11 +16,14 @@ Kafka for a while), then stops the load and reconciles:
                  restart was committed (persisted_at), 0 when nothing waited
 
 and checks that every attempt that did not end in a 2xx got a non-2xx status or no answer at all
-(never a silent drop). The table goes to --out (Markdown) and, with --readme, between the
-markers of the README's reliability section.
+(never a silent drop), and that after each scenario the three binaries run from $BUILD_DIR
+(scripts/stack.sh restarts them from there). The table goes to --out (Markdown) and, with
+--readme, between the markers of the README's reliability section.
 
-Run through `make test-faults` (writes the table) or `make test`; `--profile short` is a quicker
-subset. The stack must be up (`make up`); every component is running again after each scenario.
+Run through `make test-faults` (writes the table) or `make fault-tests` on the dev build, or by
+`make test` inside the coverage pass (scripts/coverage.sh: BUILD_DIR=build-coverage, so the
+restarted binaries carry gcov and ASan/UBSan); `--profile short` is a quicker subset. The stack
+must be up (`make up`); every component is running again after each scenario.
 """
 
 import argparse
@@ -42,6 +45,8 @@ import requests  # noqa: E402
 
 REPO = e2elib.REPO_ROOT
 STACK = os.path.join(REPO, "scripts", "stack.sh")
+RUN_DIR = os.path.join(REPO, ".state", "run")
+OUR_BINARIES = ("gateway", "processor", "persister")
 MARK_BEGIN = "<!-- fault-suite-results:begin -->"
 MARK_END = "<!-- fault-suite-results:end -->"
 
@@ -252,6 +257,25 @@ def run_scenario(name, action, component, down_s, args, env_values, schemas):
     return result
 
 
+def foreign_binaries():
+    """Problems with our running binaries: not running, or not the executable of $BUILD_DIR (a
+    coverage pass would neither count nor sanitize a restart from another build)."""
+    problems = []
+    for name in OUR_BINARIES:
+        want = os.path.realpath(e2elib.build_binary(name))
+        try:
+            with open(os.path.join(RUN_DIR, name + ".pid"), encoding="ascii") as fh:
+                pid = int(fh.read().split()[0])
+            exe = os.readlink("/proc/%d/exe" % pid)
+        except (OSError, ValueError, IndexError):
+            problems.append("%s is not running" % name)
+            continue
+        exe = exe[: -len(" (deleted)")] if exe.endswith(" (deleted)") else exe
+        if os.path.realpath(exe) != want:
+            problems.append("%s runs %s, not %s" % (name, exe, want))
+    return problems
+
+
 def table(results, profile, rate):
     lines = [
         "| scenario | webhooks sent | 2xx | rows expected | rows found | lost | duplicated "
@@ -308,6 +332,9 @@ def main():
     for sc in scenarios:
         results.append(run_scenario(*sc, args=args, env_values=env_values, schemas=schemas))
         e2elib.wait_ready(deadline_s=120)
+        results[-1]["binaries"] = foreign_binaries()
+        for problem in results[-1]["binaries"]:
+            log("%s: %s" % (sc[0], problem))
     text = table(results, args.profile, args.rate)
     print(text)
     log("total %.0f s" % (time.monotonic() - t0))
@@ -317,7 +344,7 @@ def main():
     if args.readme:
         update_readme(args.readme, text)
     failed = [r for r in results if r["lost"] or r["duplicated"] or r["bad"] or
-              r["found"] < r["expected"] or r["unanswered"]]
+              r["found"] < r["expected"] or r["unanswered"] or r["binaries"]]
     for r in failed:
         log("FAILED: %s" % r["scenario"])
     return 1 if failed else 0
