@@ -62,6 +62,7 @@ unit_suite() {
     (unset ASAN_OPTIONS UBSAN_OPTIONS &&
         export AUREN_TEST_DATABASE_URL="${AUREN_TEST_DATABASE_URL:-$TEST_DATABASE_URL}" &&
         export AUREN_TEST_KAFKA_BROKERS="${AUREN_TEST_KAFKA_BROKERS:-127.0.0.1:9092}" &&
+        export AUREN_TEST_REDIS_URL="${AUREN_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}" &&
         ctest --test-dir "$COV_DIR" --output-on-failure -j "$JOBS" --timeout 600)
 }
 
