@@ -175,30 +175,6 @@ static void *poll_main(void *arg)
     return NULL;
 }
 
-/* Set `prop` unless the operator chose a value through KAFKA_* (cm_kafka_conf_new applied it). */
-static enum cm_rc set_default(rd_kafka_conf_t *conf, const char *prop, const char *value,
-                              struct cm_err *err)
-{
-    char env[128] = "KAFKA_";
-    size_t o = strlen(env);
-
-    for (const char *p = prop; *p != '\0' && o + 2 < sizeof(env); p++) {
-        if (*p == '.') {
-            env[o++] = '_';
-        } else if (*p == '_') {
-            env[o++] = '_';
-            env[o++] = '_';
-        } else {
-            env[o++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
-        }
-    }
-    env[o] = '\0';
-    if (getenv(env) != NULL) {
-        return CM_OK;
-    }
-    return cm_kafka_set(conf, prop, value, err);
-}
-
 /* With a spool the broker gets DELIVERY_TIMEOUT_MS minus a margin (at least half of it): a
  * record Kafka could not take in time still reaches the spool before the request's deadline. */
 static long spool_message_timeout(long delivery_timeout_ms)
@@ -230,13 +206,13 @@ static rd_kafka_conf_t *build_conf(const struct gw_cfg *cfg, const char *const *
      * per request capped the gateway (cap 40, back to back on the shared bench box: 3.3-3.6 k/s
      * with 0, 4.4-5.9 k/s with 1, 3.1-4.2 k/s with 2, 4.0 k/s with 5; Kafka's CPU per request
      * halved). */
-    if (set_default(conf, "linger.ms", "1", err) != CM_OK ||
-        set_default(conf, "compression.type", "lz4", err) != CM_OK ||
+    if (cm_kafka_set_default(conf, "linger.ms", "1", err) != CM_OK ||
+        cm_kafka_set_default(conf, "compression.type", "lz4", err) != CM_OK ||
         cm_kafka_set(conf, "client.id", "auren-gateway", err) != CM_OK ||
         cm_kafka_set(conf, "enable.idempotence", "true", err) != CM_OK ||
         cm_kafka_set(conf, "acks", "all", err) != CM_OK ||
         cm_kafka_set(conf, "message.timeout.ms", timeout, err) != CM_OK ||
-        set_default(conf, "message.max.bytes", max_msg, err) != CM_OK ||
+        cm_kafka_set_default(conf, "message.max.bytes", max_msg, err) != CM_OK ||
         cm_kafka_set(conf, "statistics.interval.ms", STATS_INTERVAL_MS, err) != CM_OK) {
         rd_kafka_conf_destroy(conf);
         return NULL;

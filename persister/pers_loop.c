@@ -769,7 +769,7 @@ static rd_kafka_t *new_dlq_producer(struct pers_loop *l, struct cm_err *err)
     /* No local timeout: a dead letter waits out a Kafka outage instead of being lost. */
     if (cm_kafka_set(conf, "enable.idempotence", "true", err) != CM_OK ||
         cm_kafka_set(conf, "message.timeout.ms", "0", err) != CM_OK ||
-        cm_kafka_set(conf, "linger.ms", "5", err) != CM_OK) {
+        cm_kafka_set_default(conf, "linger.ms", "5", err) != CM_OK) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }

@@ -392,10 +392,17 @@ static rd_kafka_t *new_consumer(struct proc_loop *l, struct cm_err *err)
 static rd_kafka_t *new_producer(struct proc_loop *l, struct cm_err *err)
 {
     char timeout[24];
+    /* Fixed: the exactly-once guarantee and the delivery deadline rest on these. */
     const char *const props[][2] = {
         { "client.id", "auren-processor" },
         { "enable.idempotence", "true" },
         { "acks", "all" },
+        { "message.timeout.ms", timeout },
+        { "transactional.id", l->txn_id },
+        { "transaction.timeout.ms", "60000" },
+    };
+    /* Defaults an operator may change through KAFKA_* (cm_kafka_set_default). */
+    const char *const tunables[][2] = {
         { "compression.type", "lz4" },
         /* commit_transaction() flushes without waiting for the linger (librdkafka >= 1.8), so a
          * longer linger adds no latency to a batch and sends its events in fewer, larger
@@ -406,9 +413,6 @@ static rd_kafka_t *new_producer(struct proc_loop *l, struct cm_err *err)
          * retry waits retry.backoff.ms, whose 100 ms default put ~105 ms into most batches
          * (measured per step of process_batch; README, Performance) */
         { "retry.backoff.ms", "10" },
-        { "message.timeout.ms", timeout },
-        { "transactional.id", l->txn_id },
-        { "transaction.timeout.ms", "60000" },
         /* A dead letter carries a whole raw record (bodies up to the gateway's 16m ceiling):
          * librdkafka's 1 MB default made such a record a poison pill that stopped the loop. */
         { "message.max.bytes", "33554432" },
@@ -424,6 +428,12 @@ static rd_kafka_t *new_producer(struct proc_loop *l, struct cm_err *err)
     if (set_props(conf, props, CM_ARRAY_LEN(props), err) != CM_OK) {
         rd_kafka_conf_destroy(conf);
         return NULL;
+    }
+    for (size_t i = 0; i < CM_ARRAY_LEN(tunables); i++) {
+        if (cm_kafka_set_default(conf, tunables[i][0], tunables[i][1], err) != CM_OK) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
     }
     rd_kafka_conf_set_opaque(conf, l);
     rd_kafka_conf_set_error_cb(conf, on_error);

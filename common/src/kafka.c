@@ -57,6 +57,38 @@ static void env_to_property(const char *env, char *out, size_t cap)
     out[o] = '\0';
 }
 
+/* The variable of property `prop` (linger.ms -> KAFKA_LINGER_MS, a_b -> KAFKA_A__B): the inverse
+ * of env_to_property(). */
+static void property_to_env(const char *prop, char *out, size_t cap)
+{
+    size_t o = strlen("KAFKA_");
+
+    memcpy(out, "KAFKA_", o);
+    for (const char *p = prop; *p != '\0' && o + 2 < cap; p++) {
+        if (*p == '.') {
+            out[o++] = '_';
+        } else if (*p == '_') {
+            out[o++] = '_';
+            out[o++] = '_';
+        } else {
+            out[o++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+        }
+    }
+    out[o] = '\0';
+}
+
+enum cm_rc cm_kafka_set_default(rd_kafka_conf_t *conf, const char *name, const char *value,
+                                struct cm_err *err)
+{
+    char env[128];
+
+    property_to_env(name, env, sizeof(env));
+    if (getenv(env) != NULL) {
+        return CM_OK;
+    }
+    return cm_kafka_set(conf, name, value, err);
+}
+
 rd_kafka_conf_t *cm_kafka_conf_new(const char *brokers, struct cm_err *err)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();

@@ -22,6 +22,11 @@
 rd_kafka_conf_t *cm_kafka_conf_new(const char *brokers, struct cm_err *err);
 /* Set one property; CM_INVALID with err naming it. */
 enum cm_rc cm_kafka_set(rd_kafka_conf_t *conf, const char *name, const char *value, struct cm_err *err);
+/* A tunable default: set `name` unless the operator chose a value through its KAFKA_* variable
+ * (which cm_kafka_conf_new() applied). For batching, compression and sizes, never for settings
+ * the binary's guarantees rest on (those use cm_kafka_set() and win over KAFKA_*). */
+enum cm_rc cm_kafka_set_default(rd_kafka_conf_t *conf, const char *name, const char *value,
+                                struct cm_err *err);
 
 /* Map a librdkafka error to our classes: fatal -> CM_FATAL, retriable/queue full/transport -> CM_RETRY,
  * else CM_INVALID. */

@@ -275,6 +275,7 @@ START_TEST(test_kafka_env_passthrough)
     struct cm_err err = {{0}};
     rd_kafka_conf_t *conf;
     char val[64];
+    char before[64];
     size_t n = sizeof(val);
 
     setenv("KAFKA_LINGER_MS", "7", 1);
@@ -288,6 +289,30 @@ START_TEST(test_kafka_env_passthrough)
     ck_assert(rd_kafka_conf_get(conf, "transactional.id", val, &n) != RD_KAFKA_CONF_OK ||
               val[0] == '\0');
     unsetenv("KAFKA_TRANSACTIONAL_ID");
+    /* A binary's tunable default yields to the operator's KAFKA_* value, and applies without it. */
+    ck_assert_int_eq(cm_kafka_set_default(conf, "linger.ms", "50", &err), CM_OK);
+    n = sizeof(val);
+    ck_assert_int_eq(rd_kafka_conf_get(conf, "linger.ms", val, &n), RD_KAFKA_CONF_OK);
+    ck_assert_str_eq(val, "7");
+    ck_assert_int_eq(cm_kafka_set_default(conf, "retry.backoff.ms", "10", &err), CM_OK);
+    n = sizeof(val);
+    ck_assert_int_eq(rd_kafka_conf_get(conf, "retry.backoff.ms", val, &n), RD_KAFKA_CONF_OK);
+    ck_assert_str_eq(val, "10");
+    /* with the variable set (one that cm_kafka_conf_new did not see), the default
+     * leaves the property as it was */
+    setenv("KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM", "none", 1);
+    n = sizeof(before);
+    ck_assert_int_eq(rd_kafka_conf_get(conf, "ssl.endpoint.identification.algorithm", before, &n),
+                     RD_KAFKA_CONF_OK);
+    ck_assert_int_eq(cm_kafka_set_default(conf, "ssl.endpoint.identification.algorithm",
+                                          strcmp(before, "https") == 0 ? "none" : "https", &err),
+                     CM_OK);
+    n = sizeof(val);
+    ck_assert_int_eq(rd_kafka_conf_get(conf, "ssl.endpoint.identification.algorithm", val, &n),
+                     RD_KAFKA_CONF_OK);
+    ck_assert_str_eq(val, before);
+    unsetenv("KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM");
+    ck_assert_int_eq(cm_kafka_set_default(conf, "no.such.property", "1", &err), CM_INVALID);
     rd_kafka_conf_destroy(conf);
 
     setenv("KAFKA_NO_SUCH_PROPERTY", "1", 1);
