@@ -165,7 +165,10 @@ def test_work_failures_exit_1(stack, env_values, tmp_path):
     assert res.returncode == 1 and "connections add" in res.stderr, res.stderr
     assert "secret-token" not in res.stderr
     # A migration that fails rolls back and exits 1 with its SQLSTATE; a recorded migration
-    # whose file has another name is warned about.
+    # whose file has another name is warned about. The unit suite's integration cases work in
+    # private schemas, so auren_test is migrated here first (migration 1 is then recorded).
+    res = admin(env_values, "migrate", env={"DATABASE_URL": TEST_DB})
+    assert res.returncode == 0, res.stderr
     sql = tmp_path / "sql"
     sql.mkdir()
     (sql / "001_renamed.sql").write_text("SELECT 1;\n")
