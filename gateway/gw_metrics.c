@@ -62,6 +62,10 @@ void gw_metrics_init(void)
                                                   "Spooled records delivered to Kafka", 0);
     gw_metrics.spool_torn = cm_metric_counter("auren_gateway_spool_torn_tails_total",
                                               "Torn segment tails cut at start-up", 0);
+    gw_metrics.spool_damaged = cm_metric_counter(
+        "auren_gateway_spool_damaged_segments_total",
+        "Spool segments with damaged bytes before intact records, set aside as damaged-<seq>.spool",
+        0);
     gw_metrics.delivery_status = cm_metric_counter(
         "auren_gateway_delivery_failures_total",
         "Failed deliveries by rd_kafka_message_status (not_persisted, possibly_persisted)", 1,

@@ -20,6 +20,7 @@ struct gw_metrics {
     struct cm_metric *spool_appends;      /* auren_gateway_spool_appends_total{outcome} */
     struct cm_metric *spool_replayed;     /* auren_gateway_spool_replayed_total */
     struct cm_metric *spool_torn;         /* auren_gateway_spool_torn_tails_total */
+    struct cm_metric *spool_damaged;      /* auren_gateway_spool_damaged_segments_total */
     struct cm_metric *delivery_status;    /* auren_gateway_delivery_failures_total{status} */
     struct cm_metric *spool_max_bytes;    /* auren_gateway_spool_max_bytes (0: no spool) */
     struct cm_metric *kafka_brokers_up;   /* auren_gateway_kafka_brokers_up */

@@ -42,8 +42,10 @@ struct pending {
 
 struct segment {
     uint64_t seq;
-    uint64_t bytes;   /* valid length */
+    uint64_t bytes;   /* valid length: what the replayer reads */
     uint64_t records;
+    bool damaged;     /* the file holds more than `bytes`: intact records follow bytes that are
+                       * not, so it is set aside after the replay instead of being deleted */
 };
 
 struct gw_spool {
@@ -66,7 +68,7 @@ struct gw_spool {
     int active_fd;        /* -1: none open */
     struct segment active;
 
-    uint64_t bytes, records, torn, recovered;
+    uint64_t bytes, records, torn, recovered, damaged;
 
     pthread_t writer;
     bool writer_running;
@@ -138,6 +140,12 @@ static void seg_name(uint64_t seq, char *out, size_t outsz)
     snprintf(out, outsz, "seg-%016" PRIu64 ".spool", seq);
 }
 
+/* Where a damaged segment is kept for the operator: recovery never reads it again. */
+static void damaged_name(uint64_t seq, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "damaged-%016" PRIu64 ".spool", seq);
+}
+
 static bool parse_seg_name(const char *name, uint64_t *seq)
 {
     char *end;
@@ -198,6 +206,25 @@ size_t gw_spool_valid_prefix(const uint8_t *buf, size_t len, uint64_t *records)
         (*records)++;
     }
     return off;
+}
+
+size_t gw_spool_next_intact(const uint8_t *buf, size_t len, size_t from)
+{
+    static const uint8_t magic[4] = {'A', 'S', 'P', '1'};
+    struct gw_spool_record r;
+
+    for (size_t off = from; off + HEADER_BYTES <= len; off++) {
+        const uint8_t *m = memchr(buf + off, magic[0], len - off);
+        if (m == NULL) {
+            break;
+        }
+        off = (size_t)(m - buf);
+        if (len - off >= sizeof(magic) && memcmp(m, magic, sizeof(magic)) == 0 &&
+            gw_spool_record_at(m, len - off, &r) > 0) {
+            return off;
+        }
+    }
+    return len;
 }
 
 void gw_spool_encode(uint8_t *out, const char *key, size_t keylen, const void *value, size_t len)
@@ -278,6 +305,23 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Rename a damaged segment to damaged-<seq>.spool (durably); false, logged, when it cannot be
+ * (the segment then stays where it is: nothing is deleted). */
+static bool set_aside(struct gw_spool *sp, uint64_t seq)
+{
+    char from[NAME_MAX_LEN], to[NAME_MAX_LEN];
+
+    seg_name(seq, from, sizeof(from));
+    damaged_name(seq, to, sizeof(to));
+    if (renameat(sp->dirfd, from, sp->dirfd, to) != 0) {
+        cm_log_error("spool.set_aside_failed", "segment=%" PRIu64 " errno=%d", seq, errno);
+        return false;
+    }
+    fsync(sp->dirfd);
+    cm_log_warn("spool.segment_set_aside", "segment=%" PRIu64 " file=%s", seq, to);
+    return true;
+}
+
 /* Validate one segment left by an earlier run: keep the intact prefix, cut a torn tail. */
 static void recover_segment(struct gw_spool *sp, uint64_t seq)
 {
@@ -293,7 +337,17 @@ static void recover_segment(struct gw_spool *sp, uint64_t seq)
     }
     off = gw_spool_valid_prefix(buf, len, &s.records);
     s.bytes = off;
-    if (off < len) {
+    if (off < len && gw_spool_next_intact(buf, len, off + 1) < len) {
+        /* Not a torn write (that would end the file): bytes changed after they were made
+         * durable. Cutting here would delete the intact records behind them, and reading past
+         * them could take a record a payload carries for one of ours, so the file stays whole:
+         * its valid prefix is replayed, then it is set aside for the operator. */
+        s.damaged = true;
+        sp->damaged++;
+        cm_metric_inc(gw_metrics.spool_damaged);
+        cm_log_error("spool.damaged_segment", "segment=%" PRIu64 " kept_records=%" PRIu64
+                     " damaged_at=%zu file_bytes=%zu", seq, s.records, off, len);
+    } else if (off < len) {
         int fd = openat(sp->dirfd, name, O_WRONLY | O_CLOEXEC);
         sp->torn++;
         cm_metric_inc(gw_metrics.spool_torn);
@@ -308,7 +362,11 @@ static void recover_segment(struct gw_spool *sp, uint64_t seq)
     }
     free(buf);
     if (s.records == 0) {
-        unlinkat(sp->dirfd, name, 0);
+        if (!s.damaged) {
+            unlinkat(sp->dirfd, name, 0);
+        } else if (!set_aside(sp, seq)) {
+            add_segment(sp, &s); /* kept, and set aside once the replayer gets to it */
+        }
         return;
     }
     add_segment(sp, &s);
@@ -642,6 +700,7 @@ void gw_spool_stats(struct gw_spool *sp, struct gw_spool_stats *out)
     out->records = sp->records;
     out->torn = sp->torn;
     out->recovered = sp->recovered;
+    out->damaged = sp->damaged;
     pthread_mutex_unlock(&sp->lock);
 }
 
@@ -707,8 +766,10 @@ static bool next_segment(struct gw_spool *sp, struct segment *out)
     return have;
 }
 
-/* Produce every record of `buf`; false when stopped or a produce could not be enqueued. */
-static bool produce_segment(struct gw_spool *sp, const uint8_t *buf, size_t len, size_t *sent)
+/* Produce every record of `buf` up to the first one that is not intact (then *damaged); false
+ * when stopped or a produce could not be enqueued. */
+static bool produce_segment(struct gw_spool *sp, const uint8_t *buf, size_t len, size_t *sent,
+                            bool *damaged)
 {
     size_t off = 0;
 
@@ -719,8 +780,9 @@ static bool produce_segment(struct gw_spool *sp, const uint8_t *buf, size_t len,
         enum cm_rc rc;
 
         if (n == 0) {
-            cm_log_error("spool.corrupt_record", "offset=%zu", off);
-            return false;
+            /* intact at recovery, so changed on disk since: what follows is set aside */
+            *damaged = true;
+            return true;
         }
         pthread_mutex_lock(&sp->rlock);
         sp->r_outstanding++;
@@ -758,12 +820,18 @@ static bool wait_reports(struct gw_spool *sp)
     return ok;
 }
 
-static void drop_segment(struct gw_spool *sp, const struct segment *s)
+/* The segment was replayed (`sent` records of it): delete it, or set it aside when damaged;
+ * false when a damaged one could not be set aside (it stays, and is replayed again). */
+static bool drop_segment(struct gw_spool *sp, const struct segment *s, size_t sent)
 {
     char name[NAME_MAX_LEN];
 
     seg_name(s->seq, name, sizeof(name));
-    if (unlinkat(sp->dirfd, name, 0) != 0 && errno != ENOENT) {
+    if (s->damaged) {
+        if (!set_aside(sp, s->seq)) {
+            return false;
+        }
+    } else if (unlinkat(sp->dirfd, name, 0) != 0 && errno != ENOENT) {
         cm_log_error("spool.unlink_failed", "segment=%" PRIu64 " errno=%d", s->seq, errno);
     }
     fsync(sp->dirfd);
@@ -776,9 +844,9 @@ static void drop_segment(struct gw_spool *sp, const struct segment *s)
     }
     publish_stats(sp);
     pthread_mutex_unlock(&sp->lock);
-    cm_metric_add(gw_metrics.spool_replayed, (double)s->records);
-    cm_log_info("spool.segment_replayed", "segment=%" PRIu64 " records=%" PRIu64, s->seq,
-                s->records);
+    cm_metric_add(gw_metrics.spool_replayed, (double)sent);
+    cm_log_info("spool.segment_replayed", "segment=%" PRIu64 " records=%zu", s->seq, sent);
+    return true;
 }
 
 static void *replayer_main(void *arg)
@@ -790,7 +858,7 @@ static void *replayer_main(void *arg)
         struct segment s;
         uint8_t *buf;
         size_t len = 0, sent = 0;
-        bool ok;
+        bool ok, damaged = false;
 
         if (!sp->ready(sp->arg) || !next_segment(sp, &s)) {
             sleep_ms(REPLAY_IDLE_MS);
@@ -806,11 +874,22 @@ static void *replayer_main(void *arg)
         pthread_mutex_lock(&sp->rlock);
         sp->r_failed = 0;
         pthread_mutex_unlock(&sp->rlock);
-        ok = produce_segment(sp, buf, len, &sent);
+        ok = produce_segment(sp, buf, len, &sent, &damaged);
         ok = wait_reports(sp) && ok;
         free(buf);
-        if (ok) {
-            drop_segment(sp, &s);
+        if (ok && damaged && !s.damaged) {
+            s.damaged = true;
+            pthread_mutex_lock(&sp->lock);
+            sp->damaged++;
+            if (sp->n_segs > 0 && sp->segs[0].seq == s.seq) {
+                sp->segs[0].damaged = true;
+            }
+            pthread_mutex_unlock(&sp->lock);
+            cm_metric_inc(gw_metrics.spool_damaged);
+            cm_log_error("spool.damaged_segment", "segment=%" PRIu64 " kept_records=%zu",
+                         s.seq, sent);
+        }
+        if (ok && drop_segment(sp, &s, sent)) {
             backoff = REPLAY_BACKOFF_MIN_MS;
             continue;
         }

@@ -10,7 +10,11 @@
  * and unlinks a segment only after every one of its records has a successful delivery report;
  * a segment with a failed report is replayed whole again (duplicates are absorbed downstream by
  * the deterministic event_id). Opening the spool recovers the segments left by a crash, keeps
- * every record whose checksum holds and cuts (and counts) a torn tail.
+ * every record whose checksum holds and cuts (and counts) a torn tail. A segment where intact
+ * records follow bytes that are not (changed on disk after they were made durable) is never
+ * cut: its valid prefix is replayed and the file is then renamed damaged-<seq>.spool for the
+ * operator (counted; recovery ignores such files). The replayer does the same with a segment
+ * that became damaged after recovery.
  * Ownership: gw_spool_open returns new; gw_spool_close (NULL-safe) completes queued appends,
  * stops the threads and frees. Thread: every function from any thread; completions run on the
  * writer thread, produce_fn on the replayer thread. */
@@ -41,6 +45,7 @@ struct gw_spool_stats {
     uint64_t records;  /* on disk and queued, not yet replayed */
     uint64_t torn;     /* records cut from torn tails at recovery */
     uint64_t recovered; /* records found at open */
+    uint64_t damaged;   /* segments found damaged (set aside after their valid prefix replays) */
 };
 
 /* Open (creating) `dir`, take its lock (a second gateway on the same directory fails), recover
@@ -83,6 +88,10 @@ size_t gw_spool_record_at(const uint8_t *p, size_t avail, struct gw_spool_record
 /* The length of the run of intact records at the start of buf[0..len) (what recovery keeps; the
  * rest is a torn tail) and their count in *records. */
 size_t gw_spool_valid_prefix(const uint8_t *buf, size_t len, uint64_t *records);
+/* The offset of the first complete record whose checksum holds at or after `from` in
+ * buf[0..len), or len when there is none (recovery tells a torn tail, which has none after its
+ * valid prefix, from damaged bytes, which have intact records behind them). */
+size_t gw_spool_next_intact(const uint8_t *buf, size_t len, size_t from);
 /* The writer's encoding of one record into out[0 .. GW_SPOOL_RECORD_OVERHEAD + keylen + len);
  * the caller ensures keylen <= UINT16_MAX and 2 + keylen + len <= UINT32_MAX. */
 void gw_spool_encode(uint8_t *out, const char *key, size_t keylen, const void *value,

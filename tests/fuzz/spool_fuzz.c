@@ -5,8 +5,11 @@
  * spool's table); the writer's encoding of its key and value is exactly its bytes; the valid
  * prefix read again gives the same records (reading after a cut is idempotent).
  * On a real directory (tmpfs when there is one): the input becomes seg-..01.spool and
- * gw_spool_open recovers it: it counts exactly the records above and a torn tail exactly when
- * bytes follow them, leaves the file cut to the valid prefix (removed when nothing was valid);
+ * gw_spool_open recovers it: it counts exactly the records above; when bytes follow them and an
+ * intact record (found here independently) starts somewhere in those bytes, the segment is
+ * damaged: counted as such, never cut, set aside whole as damaged-<seq>.spool when nothing
+ * before the damage was valid; otherwise it counts a torn tail exactly when bytes follow and
+ * leaves the file cut to the valid prefix (removed when nothing was valid);
  * then records taken from the input are appended through the real writer and, after close and
  * a second open (which finds nothing torn), the segment files hold the recovered records
  * followed by exactly the appended ones. Each such run starts two spools (two writer threads)
@@ -119,8 +122,30 @@ static uint8_t *read_file(const char *path, size_t *len)
     return buf;
 }
 
-/* Every segment file, in sequence order, concatenated (each one must be whole records). */
-static uint8_t *read_segments(size_t *len)
+/* Is there a complete record whose checksum holds (bitwise) at some offset in data[from..size)? */
+static bool intact_after(const uint8_t *data, size_t size, size_t from)
+{
+    for (size_t off = from; off + 12 <= size; off++) {
+        const uint8_t *p = data + off;
+        uint32_t plen;
+
+        if (le32(p) != 0x31505341u) {
+            continue;
+        }
+        plen = le32(p + 4);
+        if (plen < 2 || plen > size - off - 12 ||
+            crc32_bitwise(crc32_bitwise(0, p + 4, 4), p + 12, plen) != le32(p + 8) ||
+            (size_t)(p[12] | p[13] << 8) + 2 > plen) {
+            continue;
+        }
+        return true;
+    }
+    return false;
+}
+
+/* Every segment file, in sequence order, concatenated (each one must be whole records, but the
+ * first may be a damaged segment: then only its first `damaged_valid` bytes are taken). */
+static uint8_t *read_segments(size_t *len, bool damaged_first, size_t damaged_valid)
 {
     struct dirent **names;
     int n = scandir(spool_dir, &names, is_segment, by_name);
@@ -137,6 +162,10 @@ static uint8_t *read_segments(size_t *len)
         path_of(names[i]->d_name, path, sizeof(path));
         buf = read_file(path, &flen);
         valid = gw_spool_valid_prefix(buf, flen, &recs);
+        if (i == 0 && damaged_first) {
+            FUZZ_CHECK(valid == damaged_valid && recs > 0, "the damaged segment changed");
+            flen = valid;
+        }
         FUZZ_CHECK(valid == flen && recs > 0, "a segment on disk is not whole records");
         grown = realloc(all, *len + flen + 1);
         FUZZ_CHECK(grown != NULL, "out of memory");
@@ -253,6 +282,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t records;
     size_t valid, done = 0, disk_len, off;
     uint8_t *disk;
+    bool damaged;
     FILE *f;
 
     valid = check_reader(in, size, &records);
@@ -269,11 +299,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(f != NULL && fwrite(in, 1, size, f) == size && fclose(f) == 0,
                "cannot write the segment file");
 
+    damaged = valid < size && intact_after(in, size, valid + 1);
     sp = open_spool(&st);
     FUZZ_CHECK(st.recovered == records && st.records == records, "recovery counted differently");
     FUZZ_CHECK(st.bytes == valid, "recovery kept a different length");
-    FUZZ_CHECK(st.torn == (valid < size ? 1u : 0u), "torn tail counted wrongly");
-    if (records > 0) {
+    FUZZ_CHECK(st.damaged == (damaged ? 1u : 0u), "damage counted wrongly");
+    FUZZ_CHECK(st.torn == (valid < size && !damaged ? 1u : 0u), "torn tail counted wrongly");
+    if (damaged) {
+        char aside[512];
+        path_of("damaged-0000000000000001.spool", aside, sizeof(aside));
+        if (records > 0) {
+            FUZZ_CHECK(stat(path, &fst) == 0 && (size_t)fst.st_size == size,
+                       "recovery cut or changed a damaged segment");
+            FUZZ_CHECK(stat(aside, &fst) != 0, "a damaged segment was set aside before replay");
+        } else {
+            FUZZ_CHECK(stat(path, &fst) != 0, "a damaged segment without a record was kept");
+            FUZZ_CHECK(stat(aside, &fst) == 0 && (size_t)fst.st_size == size,
+                       "a damaged segment without a record was not set aside whole");
+        }
+    } else if (records > 0) {
         FUZZ_CHECK(stat(path, &fst) == 0 && (size_t)fst.st_size == valid,
                    "recovery did not cut the segment to its valid prefix");
     } else {
@@ -293,10 +337,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     sp = open_spool(&st2);
     FUZZ_CHECK(st2.torn == 0, "a second recovery found a torn tail");
+    FUZZ_CHECK(st2.damaged == (damaged && records > 0 ? 1u : 0u),
+               "a second recovery saw the damage differently");
     FUZZ_CHECK(st2.recovered == records + a.n, "records lost or added between two opens");
     gw_spool_close(sp);
 
-    disk = read_segments(&disk_len);
+    disk = read_segments(&disk_len, damaged && records > 0, valid);
     FUZZ_CHECK(disk_len >= valid && (valid == 0 || memcmp(disk, in, valid) == 0),
                "the recovered records changed on disk");
     off = valid;

@@ -36,6 +36,7 @@ enum fault_op {
     F_FSYNC,
     F_FTRUNCATE,
     F_UNLINKAT,
+    F_RENAMEAT,   /* setting a damaged segment aside */
     F_FDOPENDIR,
     F_PTHREAD_CREATE,
     F_COUNT
@@ -130,6 +131,8 @@ int __real_ftruncate(int fd, off_t len);
 int __wrap_ftruncate(int fd, off_t len);
 int __real_unlinkat(int dirfd, const char *path, int flags);
 int __wrap_unlinkat(int dirfd, const char *path, int flags);
+int __real_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+int __wrap_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
 int __real_close(int fd);
 int __wrap_close(int fd);
 DIR *__real_fdopendir(int fd);
@@ -250,6 +253,17 @@ int __wrap_unlinkat(int dirfd, const char *path, int flags)
         return -1;
     }
     return __real_unlinkat(dirfd, path, flags);
+}
+
+int __wrap_renameat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath)
+{
+    int e = hit(F_RENAMEAT);
+
+    if (e != 0) {
+        errno = e;
+        return -1;
+    }
+    return __real_renameat(olddirfd, oldpath, newdirfd, newpath);
 }
 
 DIR *__wrap_fdopendir(int fd)
@@ -769,13 +783,15 @@ START_TEST(test_replay_read_failure_backs_off)
 }
 END_TEST
 
-/* A record damaged on disk after recovery: the records before it are sent, the segment is kept
- * (never deleted with records that were not delivered) and tried again. */
-START_TEST(test_replay_corrupt_record_keeps_segment)
+/* A record damaged on disk after recovery: the records before it are sent once, and the segment
+ * (with the record behind the damage) is set aside as damaged-<seq>.spool, not deleted and not
+ * retried forever. */
+START_TEST(test_replay_corrupt_record_sets_segment_aside)
 {
     struct gw_spool *sp;
     struct gw_spool_stats st;
-    char path[512];
+    char path[512], aside[512];
+    struct stat sb;
     int fd;
 
     make_segment(2);
@@ -787,12 +803,40 @@ START_TEST(test_replay_corrupt_record_keeps_segment)
     ck_assert_int_eq(pwrite(fd, "XXXX", 4, GW_SPOOL_RECORD_OVERHEAD + 5 + 2), 4);
     close(fd);
     sink_start(sp, 0, 0);
+    wait_drained(sp);
+    ck_assert_int_eq(sink_seen(), 1);
+    ck_assert_str_eq(sink.seen[0], "v0");
+    gw_spool_stats(sp, &st);
+    ck_assert_uint_eq(st.records, 0);
+    ck_assert_uint_eq(st.damaged, 1);
+    ck_assert_int_eq(count_segments(), 0);
+    snprintf(aside, sizeof(aside), "%s/damaged-%s", dir, strrchr(path, '/') + 1 + 4);
+    ck_assert_msg(stat(aside, &sb) == 0, "%s", aside);
+    gw_spool_close(sp);
+}
+END_TEST
+
+/* The damaged segment cannot be renamed: it stays (nothing deleted) and is tried again. */
+START_TEST(test_set_aside_fails_keeps_segment)
+{
+    struct gw_spool *sp;
+    struct gw_spool_stats st;
+    char path[512];
+    int fd;
+
+    make_segment(2);
+    sp = open_ok((size_t)1 << 20);
+    only_segment(path, sizeof(path));
+    fd = open(path, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pwrite(fd, "XXXX", 4, GW_SPOOL_RECORD_OVERHEAD + 5 + 2), 4);
+    close(fd);
+    arm(F_RENAMEAT, 1000000, EIO);
+    sink_start(sp, 0, 0);
     for (int i = 0; i < 500 && sink_seen() < 2; i++) {
         sleep_ms(20);
     }
     ck_assert_int_ge(sink_seen(), 2); /* v0 sent on each attempt */
-    ck_assert_str_eq(sink.seen[0], "v0");
-    ck_assert_str_eq(sink.seen[1], "v0");
     gw_spool_stats(sp, &st);
     ck_assert_uint_eq(st.records, 2);
     ck_assert_int_eq(count_segments(), 1);
@@ -868,7 +912,8 @@ static Suite *suite(void)
     tcase_add_test(rp, test_replay_retry_and_refusal);
     tcase_add_test(rp, test_replay_unlink_failure);
     tcase_add_test(rp, test_replay_read_failure_backs_off);
-    tcase_add_test(rp, test_replay_corrupt_record_keeps_segment);
+    tcase_add_test(rp, test_replay_corrupt_record_sets_segment_aside);
+    tcase_add_test(rp, test_set_aside_fails_keeps_segment);
     return s;
 }
 

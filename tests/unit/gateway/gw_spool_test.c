@@ -115,6 +115,24 @@ START_TEST(test_crc32_reference_value)
 }
 END_TEST
 
+/* gw_spool_next_intact finds the next record whose checksum holds, past any garbage. */
+START_TEST(test_next_intact)
+{
+    static const uint8_t magic[4] = {'A', 'S', 'P', '1'};
+    uint8_t seg[64];
+    size_t a = GW_SPOOL_RECORD_OVERHEAD + 5 + 3;
+
+    memset(seg, 'A', sizeof(seg));
+    memcpy(seg + 3, magic, sizeof(magic)); /* a magic without a record */
+    gw_spool_encode(seg + 20, "terra", 5, "abc", 3);
+    ck_assert_uint_eq(gw_spool_next_intact(seg, 20 + a, 0), 20);
+    ck_assert_uint_eq(gw_spool_next_intact(seg, 20 + a, 20), 20);
+    ck_assert_uint_eq(gw_spool_next_intact(seg, 20 + a, 21), 20 + a);
+    ck_assert_uint_eq(gw_spool_next_intact(seg, 20 + a - 1, 0), 20 + a - 1); /* cut short */
+    ck_assert_uint_eq(gw_spool_next_intact(seg, 0, 0), 0);
+}
+END_TEST
+
 /* The reader on bytes (what recovery and the replayer use): records come back as encoded, and
  * the valid prefix stops at the first record that is cut short or whose checksum fails. */
 START_TEST(test_reader_on_bytes)
@@ -348,6 +366,163 @@ START_TEST(test_failed_report_keeps_segment_and_replays)
 }
 END_TEST
 
+/* ---- damaged segments ---- */
+
+#define REC_BYTES (GW_SPOOL_RECORD_OVERHEAD + 5 + 11) /* key "terra", value "record-NNNN" */
+
+/* Flip one byte inside record `k` of the one segment in `dir`; its size in *size. */
+static void damage_record(int k, off_t *size)
+{
+    char path[512];
+    struct stat sb;
+    uint8_t b;
+    int fd;
+
+    only_segment(path, sizeof(path));
+    fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pread(fd, &b, 1, (off_t)k * REC_BYTES + 20), 1);
+    b ^= 0x40;
+    ck_assert_int_eq(pwrite(fd, &b, 1, (off_t)k * REC_BYTES + 20), 1);
+    ck_assert_int_eq(fstat(fd, &sb), 0);
+    close(fd);
+    *size = sb.st_size;
+}
+
+/* The size of dir/damaged-<seq>.spool for the only such file, or -1 when there is none. */
+static off_t damaged_file_size(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    off_t size = -1;
+    int n = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "damaged-", 8) == 0) {
+            char path[512];
+            struct stat sb;
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+            ck_assert_int_eq(stat(path, &sb), 0);
+            size = sb.st_size;
+            n++;
+        }
+    }
+    closedir(d);
+    ck_assert_int_le(n, 1);
+    return size;
+}
+
+static void expect_replayed(int n)
+{
+    ck_assert_int_eq(sink.n, n);
+    for (int i = 0; i < n; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "record-%04d", i);
+        ck_assert_str_eq(sink.seen[i], want);
+    }
+}
+
+/* A byte changed in the middle of a durable segment is not a torn tail: recovery cuts nothing
+ * (the six intact records behind it stay on disk), the four before it replay, and the whole file
+ * is then kept as damaged-<seq>.spool, which a later start ignores. */
+START_TEST(test_damaged_segment_is_set_aside_not_cut)
+{
+    struct cm_err err = {{0}};
+    struct gw_spool_stats st;
+    struct gw_spool *sp = gw_spool_open(dir, 1 << 20, &err);
+    char path[512];
+    struct stat sb;
+    off_t size;
+
+    ck_assert_msg(sp != NULL, "%s", err.msg);
+    append_n(sp, 0, 10);
+    gw_spool_sync(sp, 5000);
+    gw_spool_close(sp);
+    damage_record(4, &size);
+
+    st = reopened(1 << 20);
+    ck_assert_uint_eq(st.recovered, 4);
+    ck_assert_uint_eq(st.records, 4);
+    ck_assert_uint_eq(st.bytes, 4 * REC_BYTES);
+    ck_assert_uint_eq(st.torn, 0);
+    ck_assert_uint_eq(st.damaged, 1);
+    only_segment(path, sizeof(path));
+    ck_assert_int_eq(stat(path, &sb), 0);
+    ck_assert_int_eq(sb.st_size, size); /* nothing was cut */
+
+    sp = gw_spool_open(dir, 1 << 20, &err);
+    ck_assert_ptr_nonnull(sp);
+    sink_init(sp, 0, true);
+    ck_assert_int_eq(gw_spool_start_replayer(sp, sink_produce, sink_ready, &sink, &err), CM_OK);
+    wait_drained(sp);
+    ck_assert(!gw_spool_backlog(sp));
+    expect_replayed(4);
+    gw_spool_close(sp);
+    ck_assert_int_eq(count_segments(), 0);
+    ck_assert_int_eq(damaged_file_size(), size);
+
+    st = reopened(1 << 20);
+    ck_assert_uint_eq(st.recovered, 0);
+    ck_assert_uint_eq(st.damaged, 0);
+    ck_assert_int_eq(damaged_file_size(), size);
+}
+END_TEST
+
+/* Damage at the first record: nothing to replay, set aside at once by recovery. */
+START_TEST(test_damaged_first_record_is_set_aside_at_open)
+{
+    struct cm_err err = {{0}};
+    struct gw_spool_stats st;
+    struct gw_spool *sp = gw_spool_open(dir, 1 << 20, &err);
+    off_t size;
+
+    ck_assert_msg(sp != NULL, "%s", err.msg);
+    append_n(sp, 0, 3);
+    gw_spool_sync(sp, 5000);
+    gw_spool_close(sp);
+    damage_record(0, &size);
+    st = reopened(1 << 20);
+    ck_assert_uint_eq(st.recovered, 0);
+    ck_assert_uint_eq(st.damaged, 1);
+    ck_assert_int_eq(count_segments(), 0);
+    ck_assert_int_eq(damaged_file_size(), size);
+}
+END_TEST
+
+/* Bytes that change after recovery: the replayer sends the records before them, does not loop
+ * on the damage, sets the segment aside and goes on with the next one. */
+START_TEST(test_damage_after_recovery_does_not_block_the_replay)
+{
+    struct cm_err err = {{0}};
+    struct gw_spool_stats st;
+    struct gw_spool *sp = gw_spool_open(dir, 1 << 20, &err);
+    off_t size;
+
+    ck_assert_msg(sp != NULL, "%s", err.msg);
+    sink_init(sp, 0, true);
+    append_n(sp, 0, 10);
+    gw_spool_sync(sp, 5000);
+    damage_record(7, &size);
+    ck_assert_int_eq(gw_spool_start_replayer(sp, sink_produce, sink_ready, &sink, &err), CM_OK);
+    wait_drained(sp);
+    ck_assert(!gw_spool_backlog(sp));
+    expect_replayed(7);
+    gw_spool_stats(sp, &st);
+    ck_assert_uint_eq(st.damaged, 1);
+    ck_assert_uint_eq(st.records, 0);
+    ck_assert_int_eq(damaged_file_size(), size);
+    /* what comes next is replayed as usual */
+    append_n(sp, 10, 2);
+    gw_spool_sync(sp, 5000);
+    wait_drained(sp);
+    ck_assert_int_eq(sink.n, 9);
+    ck_assert_str_eq(sink.seen[8], "record-0011");
+    gw_spool_close(sp);
+    ck_assert_int_eq(count_segments(), 0);
+}
+END_TEST
+
 /* ---- group commit ---- */
 
 struct appender {
@@ -402,12 +577,16 @@ static Suite *gw_spool_suite(void)
     tcase_set_timeout(disk, 60);
     tcase_add_test(disk, test_crc32_reference_value);
     tcase_add_test(disk, test_reader_on_bytes);
+    tcase_add_test(disk, test_next_intact);
     tcase_add_test(disk, test_appends_survive_reopen);
     tcase_add_test(disk, test_torn_tail_is_cut_and_counted);
     tcase_add_test(disk, test_full_spool_refuses_never_evicts);
     tcase_add_test(disk, test_one_gateway_per_directory);
     tcase_add_test(disk, test_concurrent_appends_all_durable);
     tcase_add_test(replay, test_replay_in_order_then_delete);
+    tcase_add_test(replay, test_damaged_segment_is_set_aside_not_cut);
+    tcase_add_test(replay, test_damaged_first_record_is_set_aside_at_open);
+    tcase_add_test(replay, test_damage_after_recovery_does_not_block_the_replay);
     tcase_add_test(replay, test_failed_report_keeps_segment_and_replays);
     suite_add_tcase(s, disk);
     suite_add_tcase(s, replay);
