@@ -417,7 +417,7 @@ static void expect_replayed(int n)
 {
     ck_assert_int_eq(sink.n, n);
     for (int i = 0; i < n; i++) {
-        char want[16];
+        char want[32];
         snprintf(want, sizeof(want), "record-%04d", i);
         ck_assert_str_eq(sink.seen[i], want);
     }
