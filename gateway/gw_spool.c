@@ -210,17 +210,17 @@ size_t gw_spool_valid_prefix(const uint8_t *buf, size_t len, uint64_t *records)
 
 size_t gw_spool_next_intact(const uint8_t *buf, size_t len, size_t from)
 {
-    static const uint8_t magic[4] = {'A', 'S', 'P', '1'};
     struct gw_spool_record r;
 
+    /* candidates start with the magic's first byte ('A', little-endian); record_at checks the
+     * rest of the magic before any checksum */
     for (size_t off = from; off + HEADER_BYTES <= len; off++) {
-        const uint8_t *m = memchr(buf + off, magic[0], len - off);
+        const uint8_t *m = memchr(buf + off, (int)(MAGIC & 0xFF), len - off);
         if (m == NULL) {
             break;
         }
         off = (size_t)(m - buf);
-        if (len - off >= sizeof(magic) && memcmp(m, magic, sizeof(magic)) == 0 &&
-            gw_spool_record_at(m, len - off, &r) > 0) {
+        if (gw_spool_record_at(m, len - off, &r) > 0) {
             return off;
         }
     }
@@ -305,8 +305,8 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Rename a damaged segment to damaged-<seq>.spool (durably); false, logged, when it cannot be
- * (the segment then stays where it is: nothing is deleted). */
+/* Rename a damaged segment to damaged-<seq>.spool (the caller fsyncs the directory); false,
+ * logged, when it cannot be (the segment then stays where it is: nothing is deleted). */
 static bool set_aside(struct gw_spool *sp, uint64_t seq)
 {
     char from[NAME_MAX_LEN], to[NAME_MAX_LEN];
@@ -317,9 +317,17 @@ static bool set_aside(struct gw_spool *sp, uint64_t seq)
         cm_log_error("spool.set_aside_failed", "segment=%" PRIu64 " errno=%d", seq, errno);
         return false;
     }
-    fsync(sp->dirfd);
     cm_log_warn("spool.segment_set_aside", "segment=%" PRIu64 " file=%s", seq, to);
     return true;
+}
+
+/* Count segment `seq` as damaged after `kept` intact records (caller holds sp->lock, or is
+ * recovery, which runs before the threads). */
+static void count_damaged(struct gw_spool *sp, uint64_t seq, uint64_t kept)
+{
+    sp->damaged++;
+    cm_metric_inc(gw_metrics.spool_damaged);
+    cm_log_error("spool.damaged_segment", "segment=%" PRIu64 " kept_records=%" PRIu64, seq, kept);
 }
 
 /* Validate one segment left by an earlier run: keep the intact prefix, cut a torn tail. */
@@ -343,10 +351,7 @@ static void recover_segment(struct gw_spool *sp, uint64_t seq)
          * them could take a record a payload carries for one of ours, so the file stays whole:
          * its valid prefix is replayed, then it is set aside for the operator. */
         s.damaged = true;
-        sp->damaged++;
-        cm_metric_inc(gw_metrics.spool_damaged);
-        cm_log_error("spool.damaged_segment", "segment=%" PRIu64 " kept_records=%" PRIu64
-                     " damaged_at=%zu file_bytes=%zu", seq, s.records, off, len);
+        count_damaged(sp, seq, s.records);
     } else if (off < len) {
         int fd = openat(sp->dirfd, name, O_WRONLY | O_CLOEXEC);
         sp->torn++;
@@ -880,14 +885,11 @@ static void *replayer_main(void *arg)
         if (ok && damaged && !s.damaged) {
             s.damaged = true;
             pthread_mutex_lock(&sp->lock);
-            sp->damaged++;
             if (sp->n_segs > 0 && sp->segs[0].seq == s.seq) {
-                sp->segs[0].damaged = true;
+                sp->segs[0].damaged = true; /* a failed set-aside retries without counting again */
             }
+            count_damaged(sp, s.seq, sent);
             pthread_mutex_unlock(&sp->lock);
-            cm_metric_inc(gw_metrics.spool_damaged);
-            cm_log_error("spool.damaged_segment", "segment=%" PRIu64 " kept_records=%zu",
-                         s.seq, sent);
         }
         if (ok && drop_segment(sp, &s, sent)) {
             backoff = REPLAY_BACKOFF_MIN_MS;

@@ -783,6 +783,24 @@ START_TEST(test_replay_read_failure_backs_off)
 }
 END_TEST
 
+/* A spool opened on a segment of two records whose second one is then damaged on disk (after
+ * recovery); the segment's path in path[0..cap). */
+static struct gw_spool *open_then_damage_second(char *path, size_t cap)
+{
+    struct gw_spool *sp;
+    int fd;
+
+    make_segment(2);
+    sp = open_ok((size_t)1 << 20);
+    only_segment(path, cap);
+    fd = open(path, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    /* Second record: 12 header + 2 + 5 + 2 bytes after the first; damage its magic. */
+    ck_assert_int_eq(pwrite(fd, "XXXX", 4, GW_SPOOL_RECORD_OVERHEAD + 5 + 2), 4);
+    close(fd);
+    return sp;
+}
+
 /* A record damaged on disk after recovery: the records before it are sent once, and the segment
  * (with the record behind the damage) is set aside as damaged-<seq>.spool, not deleted and not
  * retried forever. */
@@ -792,16 +810,8 @@ START_TEST(test_replay_corrupt_record_sets_segment_aside)
     struct gw_spool_stats st;
     char path[512], aside[512];
     struct stat sb;
-    int fd;
 
-    make_segment(2);
-    sp = open_ok((size_t)1 << 20);
-    only_segment(path, sizeof(path));
-    fd = open(path, O_WRONLY);
-    ck_assert_int_ge(fd, 0);
-    /* Second record: 12 header + 2 + 5 + 2 bytes after the first; damage its magic. */
-    ck_assert_int_eq(pwrite(fd, "XXXX", 4, GW_SPOOL_RECORD_OVERHEAD + 5 + 2), 4);
-    close(fd);
+    sp = open_then_damage_second(path, sizeof(path));
     sink_start(sp, 0, 0);
     wait_drained(sp);
     ck_assert_int_eq(sink_seen(), 1);
@@ -822,15 +832,8 @@ START_TEST(test_set_aside_fails_keeps_segment)
     struct gw_spool *sp;
     struct gw_spool_stats st;
     char path[512];
-    int fd;
 
-    make_segment(2);
-    sp = open_ok((size_t)1 << 20);
-    only_segment(path, sizeof(path));
-    fd = open(path, O_WRONLY);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(pwrite(fd, "XXXX", 4, GW_SPOOL_RECORD_OVERHEAD + 5 + 2), 4);
-    close(fd);
+    sp = open_then_damage_second(path, sizeof(path));
     arm(F_RENAMEAT, 1000000, EIO);
     sink_start(sp, 0, 0);
     for (int i = 0; i < 500 && sink_seen() < 2; i++) {

@@ -95,6 +95,18 @@ static int count_segments(void)
     return n;
 }
 
+/* A spool of n records ("record-0000"...) on disk, closed. */
+static void write_records(int n)
+{
+    struct cm_err err = {{0}};
+    struct gw_spool *sp = gw_spool_open(dir, 1 << 20, &err);
+
+    ck_assert_msg(sp != NULL, "%s", err.msg);
+    append_n(sp, 0, n);
+    gw_spool_sync(sp, 5000);
+    gw_spool_close(sp);
+}
+
 /* What a fresh start finds in `dir`. */
 static struct gw_spool_stats reopened(size_t max_bytes)
 {
@@ -183,17 +195,12 @@ END_TEST
 
 START_TEST(test_torn_tail_is_cut_and_counted)
 {
-    struct cm_err err = {{0}};
     struct gw_spool_stats st;
-    struct gw_spool *sp = gw_spool_open(dir, 1 << 20, &err);
     char path[512];
     struct stat sb;
     int fd;
 
-    ck_assert_msg(sp != NULL, "%s", err.msg);
-    append_n(sp, 0, 10);
-    gw_spool_sync(sp, 5000);
-    gw_spool_close(sp);
+    write_records(10);
     only_segment(path, sizeof(path));
     ck_assert_int_eq(stat(path, &sb), 0);
     /* a crash in the middle of the last write: its last 5 bytes never reached the disk */
@@ -430,15 +437,12 @@ START_TEST(test_damaged_segment_is_set_aside_not_cut)
 {
     struct cm_err err = {{0}};
     struct gw_spool_stats st;
-    struct gw_spool *sp = gw_spool_open(dir, 1 << 20, &err);
+    struct gw_spool *sp;
     char path[512];
     struct stat sb;
     off_t size;
 
-    ck_assert_msg(sp != NULL, "%s", err.msg);
-    append_n(sp, 0, 10);
-    gw_spool_sync(sp, 5000);
-    gw_spool_close(sp);
+    write_records(10);
     damage_record(4, &size);
 
     st = reopened(1 << 20);
@@ -472,15 +476,10 @@ END_TEST
 /* Damage at the first record: nothing to replay, set aside at once by recovery. */
 START_TEST(test_damaged_first_record_is_set_aside_at_open)
 {
-    struct cm_err err = {{0}};
     struct gw_spool_stats st;
-    struct gw_spool *sp = gw_spool_open(dir, 1 << 20, &err);
     off_t size;
 
-    ck_assert_msg(sp != NULL, "%s", err.msg);
-    append_n(sp, 0, 3);
-    gw_spool_sync(sp, 5000);
-    gw_spool_close(sp);
+    write_records(3);
     damage_record(0, &size);
     st = reopened(1 << 20);
     ck_assert_uint_eq(st.recovered, 0);
