@@ -403,6 +403,7 @@ struct pers_loop {
     struct pers_batch batch;
     atomic_bool stop;
     atomic_int assigned; /* partitions currently assigned */
+    bool cooperative;    /* the group's rebalance protocol, learnt at the first assignment */
     atomic_bool pg_ok;   /* last PostgreSQL round trip succeeded */
     atomic_long dlq_failed;
     bool paused; /* BACKOFF: partitions paused, retry at retry_at_us */
@@ -414,14 +415,19 @@ struct pers_loop {
     int64_t last_err_log_us;
 };
 
-static void count_assigned(struct pers_loop *l)
+/* The number of assigned partitions, kept by the rebalance callback itself: asking librdkafka
+ * (rd_kafka_assignment) from the callback is a blocking request to the group thread, and during
+ * rd_kafka_consumer_close() that thread may already have stopped answering (librdkafka #4041). */
+static void count_assigned(struct pers_loop *l, rd_kafka_resp_err_t e, int cnt)
 {
-    rd_kafka_topic_partition_list_t *parts = NULL;
+    int now = atomic_load(&l->assigned);
 
-    if (rd_kafka_assignment(l->rk, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR && parts != NULL) {
-        atomic_store(&l->assigned, parts->cnt);
-        rd_kafka_topic_partition_list_destroy(parts);
+    if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        now = l->cooperative ? now + cnt : cnt;
+    } else {
+        now = l->cooperative && now >= cnt ? now - cnt : 0;
     }
+    atomic_store(&l->assigned, now);
 }
 
 static void set_paused(struct pers_loop *l, bool pause)
@@ -515,15 +521,17 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     struct pers_loop *l = opaque;
-    bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     rd_kafka_error_t *error = NULL;
     rd_kafka_resp_err_t aerr = RD_KAFKA_RESP_ERR_NO_ERROR;
 
     if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         rd_kafka_topic_partition_list_t *stored;
+        /* Asked here, never on revoke: the revoke that rd_kafka_consumer_close() triggers may
+         * find the group thread gone, and this call would then block for ever. */
+        l->cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
         log_partitions("consumer.assigned", parts);
         stored = seek_to_stored(l, parts);
-        if (cooperative) {
+        if (l->cooperative) {
             error = rd_kafka_incremental_assign(rk, parts);
         } else {
             aerr = rd_kafka_assign(rk, parts);
@@ -550,7 +558,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
             cm_log_info("batch.dropped", "messages=%zu reason=revoked", dropped);
             cm_metric_inc(m_batches, "dropped");
         }
-        if (cooperative) {
+        if (l->cooperative) {
             error = rd_kafka_incremental_unassign(rk, parts);
         } else {
             aerr = rd_kafka_assign(rk, NULL);
@@ -563,7 +571,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     if (aerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
         cm_log_error("consumer.assign_failed", "err=%s", rd_kafka_err2name(aerr));
     }
-    count_assigned(l);
+    count_assigned(l, e, parts != NULL ? parts->cnt : 0);
 }
 
 /* Sum consumer_lag over the partitions this member consumes. */

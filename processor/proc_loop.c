@@ -59,6 +59,7 @@ struct proc_loop {
     char fatal_reason[160];
 
     bool closed;               /* rd_kafka_consumer_close() was called */
+    bool coop;                 /* the group's rebalance protocol, learnt at the first assignment */
     atomic_bool joined;        /* got an assignment (possibly empty) from the group */
     atomic_bool brokers_up;
 };
@@ -271,15 +272,18 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     struct proc_loop *l = opaque;
-    bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     rd_kafka_error_t *error = NULL;
     rd_kafka_resp_err_t ret = RD_KAFKA_RESP_ERR_NO_ERROR;
 
     switch (e) {
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+        /* Asked here, never on revoke: rd_kafka_rebalance_protocol() is a blocking request to the
+         * group thread, which may no longer answer during rd_kafka_consumer_close() (librdkafka
+         * #4041), and close would then hang. */
+        l->coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
         cm_log_info("kafka.assigned", "partitions=%d protocol=%s", parts->cnt,
-                    coop ? "cooperative" : "eager");
-        if (coop) {
+                    l->coop ? "cooperative" : "eager");
+        if (l->coop) {
             error = rd_kafka_incremental_assign(rk, parts);
         } else {
             ret = rd_kafka_assign(rk, parts);
@@ -291,7 +295,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
         cm_log_info("kafka.revoked", "partitions=%d lost=%d", parts->cnt,
                     rd_kafka_assignment_lost(rk));
         drop_revoked(l, parts);
-        if (coop) {
+        if (l->coop) {
             error = rd_kafka_incremental_unassign(rk, parts);
         } else {
             ret = rd_kafka_assign(rk, NULL);

@@ -1781,6 +1781,34 @@ START_TEST(test_loop_oversized_dead_letter_drops_value)
 }
 END_TEST
 
+/* KAFKA_PARTITION_ASSIGNMENT_STRATEGY=cooperative-sticky: partitions come and go by incremental
+ * assign / unassign, and the loop keeps its own count of them (readiness) without asking
+ * librdkafka from the rebalance callback. Ready once both partitions are assigned; not ready
+ * after the revoke that closing the consumer brings. */
+START_TEST(test_loop_cooperative_assignor)
+{
+    struct harness h;
+    int64_t got[2];
+    const char *reason = NULL;
+
+    ck_assert_int_eq(setenv("KAFKA_PARTITION_ASSIGNMENT_STRATEGY", "cooperative-sticky", 1), 0);
+    h_init(&h, 2, "coop");
+    produce_value(h.p, 0, "co-0", 1);
+    produce_value(h.p, 1, "co-1", 2);
+    h_flush(&h);
+    h_start(&h, test_url);
+    unsetenv("KAFKA_PARTITION_ASSIGNMENT_STRATEGY");
+    h_wait_committed(&h, 1, 1, got);
+    ck_assert_int_eq(got[0], 1);
+    ck_assert_int_eq(got[1], 1);
+    ck_assert_msg(pers_loop_ready(h.run.loop, &reason), "not ready: %s", reason);
+    ck_assert_int_eq(h_stop(&h), CM_OK);
+    ck_assert(!pers_loop_ready(h.run.loop, &reason));
+    ck_assert_str_eq(reason, "no partitions assigned");
+    h_fini(&h);
+}
+END_TEST
+
 /* Static membership fenced by the coordinator is fatal for the consumer: the loop stops. */
 START_TEST(test_loop_consumer_fenced)
 {
@@ -1860,6 +1888,7 @@ static Suite *pers_pg_it_suite(void)
         tcase_add_test(lf, test_loop_dlq_delivery_refused);
         tcase_add_test(lf, test_loop_oversized_dead_letter_drops_value);
         tcase_add_test(lf, test_loop_consumer_fenced);
+        tcase_add_test(lf, test_loop_cooperative_assignor);
 #endif
         suite_add_tcase(s, lf);
     }
