@@ -22,18 +22,6 @@ static void on_signal(int sig)
     }
 }
 
-static void install_signals(void)
-{
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
-
 int main(int argc, char **argv)
 {
     struct pers_cfg cfg;
@@ -66,7 +54,7 @@ int main(int argc, char **argv)
         return 1;
     }
     running = loop;
-    install_signals();
+    cm_signals_install(on_signal);
 
     rc = pers_loop_run(loop);
 

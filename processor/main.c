@@ -25,19 +25,6 @@ static void on_signal(int sig)
     stop_requested = 1;
 }
 
-static void install_signals(void)
-{
-    struct sigaction sa;
-
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = SIG_IGN; /* a Redis or PostgreSQL peer closing must not kill us */
-    sigaction(SIGPIPE, &sa, NULL);
-}
-
 int main(int argc, char **argv)
 {
     struct proc_cfg cfg = { .kafka_brokers = NULL }; /* cm_cfg_load frees STR fields first */
@@ -55,7 +42,7 @@ int main(int argc, char **argv)
         return 2;
     }
     cm_records_init();
-    install_signals();
+    cm_signals_install(on_signal);
 
     loop = proc_loop_new(&cfg, &err);
     if (loop == NULL) {

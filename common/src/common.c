@@ -3,6 +3,7 @@
  * clocks, constant-time comparison and random ids. */
 #include "cm/common.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,4 +227,17 @@ void cm_assert_fail(const char *expr, const char *file, int line)
     fprintf(stderr, "{\"level\":\"error\",\"event\":\"assert\",\"msg\":\"%s at %s:%d\"}\n", expr, file,
             line);
     abort();
+}
+
+void cm_signals_install(void (*on_stop)(int sig))
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
 }

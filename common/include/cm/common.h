@@ -68,6 +68,11 @@ void cm_hex_encode(const uint8_t *in, size_t n, char *out);
 /* A new random 128-bit id as 32 lower-case hex characters (out must hold 33 bytes). */
 void cm_random_id(char out[33]);
 
+/* A daemon's signals: `on_stop` runs on SIGTERM and SIGINT (calls are not restarted, so a
+ * blocking poll returns early), and SIGPIPE is ignored (a Redis, PostgreSQL or HTTP peer closing
+ * its end must not kill the process; the write reports EPIPE instead). */
+void cm_signals_install(void (*on_stop)(int sig));
+
 #define CM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 void cm_assert_fail(const char *expr, const char *file, int line) __attribute__((noreturn));
