@@ -7,6 +7,7 @@
 
 #include "adm.h"
 #include "adm_test_db.h"
+#include "../check_run.h"
 
 START_TEST(test_vendor_names)
 {
@@ -112,23 +113,18 @@ END_TEST
 START_TEST(test_revoke_drops_tokens)
 {
     struct cm_err err = { { 0 } };
-    char *v;
 
     ck_assert_int_eq(adm_conn_add(test_pg, "polar", "p-1", "user-a", &err), CM_OK);
     ck_assert_int_eq(adm_pg_exec(test_pg,
         "UPDATE connections SET access_token_ct = '\\x01', refresh_token_ct = '\\x02',"
         " key_id = 'k1', expires_at = now()", "tokens", &err), CM_OK);
     ck_assert_int_eq(adm_conn_revoke(test_pg, "polar", "p-1", &err), CM_OK);
-    v = adm_test_db_value("SELECT status || ',' || (access_token_ct IS NULL)::text || ','"
-                          " || (refresh_token_ct IS NULL)::text || ',' || (key_id IS NULL)::text"
-                          " FROM connections");
-    ck_assert_str_eq(v, "revoked,true,true,true");
-    free(v);
+    ADM_TEST_EXPECT_DB("SELECT status || ',' || (access_token_ct IS NULL)::text || ','"
+                       " || (refresh_token_ct IS NULL)::text || ',' || (key_id IS NULL)::text"
+                       " FROM connections", "revoked,true,true,true");
     /* Adding it again reactivates the account; it has no tokens until the user consents. */
     ck_assert_int_eq(adm_conn_add(test_pg, "polar", "p-1", "user-a", &err), CM_OK);
-    v = adm_test_db_value("SELECT status FROM connections");
-    ck_assert_str_eq(v, "active");
-    free(v);
+    ADM_TEST_EXPECT_DB("SELECT status FROM connections", "active");
 }
 END_TEST
 
@@ -205,11 +201,5 @@ static Suite *adm_conn_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(adm_conn_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(adm_conn_suite());
 }

@@ -12,6 +12,7 @@
 #include "adm.h"
 #include "cm/kafka.h"
 #include "cm/records.h"
+#include "../check_run.h"
 
 /* Kafka protocol API key (librdkafka keeps its names private). */
 enum { API_INIT_PRODUCER_ID = 22 };
@@ -317,12 +318,6 @@ static Suite *adm_dlq_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(adm_dlq_suite());
-    int failed;
-
     cm_records_init();
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(adm_dlq_suite());
 }

@@ -9,6 +9,7 @@
 
 #include "adm.h"
 #include "adm_test_db.h"
+#include "../check_run.h"
 
 static char tmpdir[64];
 
@@ -171,30 +172,23 @@ START_TEST(test_apply_repository_schema_once)
 {
     struct cm_err err = { { 0 } };
     char *out = NULL;
-    char *v;
 
     ck_assert_msg(apply_dir(test_pg, AUREN_SOURCE_DIR "/schemas/sql", &out, &err) == CM_OK, "%s",
                   err.msg);
     ck_assert_ptr_nonnull(strstr(out, "applied 001_init\n"));
     free(out);
-    v = adm_test_db_value("SELECT count(*) FROM information_schema.columns"
-                          " WHERE table_schema = current_schema()"
-                          " AND table_name = 'biometric_events'");
-    ck_assert_str_eq(v, "16");
-    free(v);
-    v = adm_test_db_value("SELECT to_regclass('connections') IS NOT NULL"
-                          " AND to_regclass('biometric_events_user_metric_time_idx') IS NOT NULL");
-    ck_assert_str_eq(v, "t");
-    free(v);
+    ADM_TEST_EXPECT_DB("SELECT count(*) FROM information_schema.columns"
+                       " WHERE table_schema = current_schema()"
+                       " AND table_name = 'biometric_events'", "16");
+    ADM_TEST_EXPECT_DB("SELECT to_regclass('connections') IS NOT NULL"
+                       " AND to_regclass('biometric_events_user_metric_time_idx') IS NOT NULL", "t");
 
     /* A second run applies nothing and changes nothing. */
     ck_assert_int_eq(apply_dir(test_pg, AUREN_SOURCE_DIR "/schemas/sql", &out, &err), CM_OK);
     ck_assert_ptr_null(strstr(out, "applied 0"));
     ck_assert_ptr_nonnull(strstr(out, "migrations: 0 applied"));
     free(out);
-    v = adm_test_db_value("SELECT count(*) FROM schema_migrations WHERE version = 1");
-    ck_assert_str_eq(v, "1");
-    free(v);
+    ADM_TEST_EXPECT_DB("SELECT count(*) FROM schema_migrations WHERE version = 1", "1");
 }
 END_TEST
 
@@ -231,7 +225,6 @@ START_TEST(test_failed_migration_rolls_back_alone)
 {
     struct cm_err err = { { 0 } };
     char *out = NULL;
-    char *v;
 
     write_file("001_ok.sql", "CREATE TABLE t1 (x integer);");
     write_file("002_bad.sql", "CREATE TABLE t2 (x integer);\nSELECT no_such_column FROM t1;");
@@ -240,13 +233,9 @@ START_TEST(test_failed_migration_rolls_back_alone)
     ck_assert_ptr_nonnull(strstr(err.msg, "SQLSTATE 42703"));
     ck_assert_ptr_nonnull(strstr(out, "applied 001_ok"));
     free(out);
-    v = adm_test_db_value("SELECT string_agg(version::text, ',' ORDER BY version)"
-                          " FROM schema_migrations");
-    ck_assert_str_eq(v, "1");
-    free(v);
-    v = adm_test_db_value("SELECT to_regclass('t2') IS NULL");
-    ck_assert_str_eq(v, "t");
-    free(v);
+    ADM_TEST_EXPECT_DB("SELECT string_agg(version::text, ',' ORDER BY version)"
+                       " FROM schema_migrations", "1");
+    ADM_TEST_EXPECT_DB("SELECT to_regclass('t2') IS NULL", "t");
 
     /* Fixed, the next run applies just that file. */
     write_file("002_bad.sql", "CREATE TABLE t2 (x integer);\nSELECT x FROM t1;");
@@ -260,7 +249,6 @@ START_TEST(test_concurrent_runs_apply_each_file_once)
 {
     struct cm_err err = { { 0 } };
     char *out = NULL;
-    char *v;
     int status = -1;
     pid_t child;
 
@@ -285,9 +273,7 @@ START_TEST(test_concurrent_runs_apply_each_file_once)
     ck_assert_int_eq(waitpid(child, &status, 0), child);
     ck_assert(WIFEXITED(status));
     ck_assert_int_eq(WEXITSTATUS(status), 0);
-    v = adm_test_db_value("SELECT count(*) FROM schema_migrations");
-    ck_assert_str_eq(v, "1");
-    free(v);
+    ADM_TEST_EXPECT_DB("SELECT count(*) FROM schema_migrations", "1");
 }
 END_TEST
 
@@ -301,7 +287,6 @@ START_TEST(test_unreadable_files_and_unknown_recorded)
     size_t len = 0;
     char path[256];
     FILE *f;
-    char *v;
 
     write_file("001_first.sql", "CREATE TABLE f1 (x integer);");
     ck_assert_msg(apply_dir(test_pg, tmpdir, &out, &err) == CM_OK, "%s", err.msg);
@@ -337,10 +322,8 @@ START_TEST(test_unreadable_files_and_unknown_recorded)
     ck_assert_msg(apply_dir(test_pg, tmpdir, &out, &err) == CM_OK, "%s", err.msg);
     ck_assert_ptr_nonnull(strstr(out, "migrations: 1 applied, 0 already present"));
     free(out);
-    v = adm_test_db_value("SELECT string_agg(version::text, ',' ORDER BY version)"
-                          " FROM schema_migrations");
-    ck_assert_str_eq(v, "1,4");
-    free(v);
+    ADM_TEST_EXPECT_DB("SELECT string_agg(version::text, ',' ORDER BY version)"
+                       " FROM schema_migrations", "1,4");
 }
 END_TEST
 
@@ -349,7 +332,6 @@ START_TEST(test_foreign_schema_migrations_table)
 {
     struct cm_err err = { { 0 } };
     char *out = NULL;
-    char *v;
 
     ck_assert_int_eq(adm_pg_exec(test_pg, "CREATE TABLE schema_migrations (version bigint "
                                  "PRIMARY KEY, dirty boolean NOT NULL)", "fixture", &err), CM_OK);
@@ -357,9 +339,7 @@ START_TEST(test_foreign_schema_migrations_table)
     ck_assert_int_eq(apply_dir(test_pg, tmpdir, &out, &err), CM_INVALID);
     free(out);
     ck_assert_msg(strstr(err.msg, "read schema_migrations") != NULL, "%s", err.msg);
-    v = adm_test_db_value("SELECT to_regclass('a1') IS NULL");
-    ck_assert_str_eq(v, "t");
-    free(v);
+    ADM_TEST_EXPECT_DB("SELECT to_regclass('a1') IS NULL", "t");
 }
 END_TEST
 
@@ -368,17 +348,14 @@ START_TEST(test_migration_that_cannot_be_recorded_rolls_back)
 {
     struct cm_err err = { { 0 } };
     char *out = NULL;
-    char *v;
 
     write_file("001_rogue.sql", "CREATE TABLE r1 (x integer);\nDROP TABLE schema_migrations;");
     ck_assert_int_eq(apply_dir(test_pg, tmpdir, &out, &err), CM_INVALID);
     free(out);
     ck_assert_msg(strstr(err.msg, "migration 1_rogue") != NULL, "%s", err.msg);
     ck_assert_msg(strstr(err.msg, "42P01") != NULL, "%s", err.msg);
-    v = adm_test_db_value("SELECT to_regclass('r1') IS NULL AND "
-                          "to_regclass('schema_migrations') IS NOT NULL");
-    ck_assert_str_eq(v, "t");
-    free(v);
+    ADM_TEST_EXPECT_DB("SELECT to_regclass('r1') IS NULL AND "
+                       "to_regclass('schema_migrations') IS NOT NULL", "t");
 }
 END_TEST
 
@@ -433,11 +410,5 @@ static Suite *adm_migrate_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(adm_migrate_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(adm_migrate_suite());
 }

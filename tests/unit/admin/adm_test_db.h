@@ -62,4 +62,13 @@ static inline char *adm_test_db_value(const char *sql)
     return v;
 }
 
+/* Assert the single value of a one-row, one-column query (a macro: a failure names the caller's
+ * line). */
+#define ADM_TEST_EXPECT_DB(sql, want)                                                            \
+    do {                                                                                         \
+        char *adm_v_ = adm_test_db_value(sql);                                                   \
+        ck_assert_str_eq(adm_v_, want);                                                          \
+        free(adm_v_);                                                                            \
+    } while (0)
+
 #endif

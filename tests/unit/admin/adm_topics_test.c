@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "adm.h"
+#include "../check_run.h"
 
 START_TEST(test_unreachable_broker_is_retry)
 {
@@ -120,11 +121,5 @@ static Suite *adm_topics_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(adm_topics_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(adm_topics_suite());
 }

@@ -30,6 +30,7 @@
 #include "cm/metrics.h"
 #include "cm/records.h"
 #include "cm/vault.h"
+#include "../check_run.h"
 
 #define ABORTED 42
 
@@ -530,7 +531,6 @@ int main(void)
     Suite *s = suite_create("common_fault");
     TCase *edges = tcase_create("edges");
     SRunner *sr = srunner_create(s);
-    int failed;
 
     tcase_add_checked_fixture(edges, setup, teardown);
     /* Aborting cases need Check's fork (CK_FORK=no runs them all in one process). */
@@ -555,8 +555,5 @@ int main(void)
     tcase_add_test(edges, test_httpd_response_failure);
     tcase_add_test(edges, test_cfg_limits);
     suite_add_tcase(s, edges);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run_runner(sr);
 }

@@ -12,6 +12,7 @@
 #include "cm/common.h"
 #include "cm/kafka.h"
 #include "cm/metrics.h"
+#include "../check_run.h"
 
 struct test_cfg {
     char *name;
@@ -372,11 +373,5 @@ static Suite *common_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(common_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(common_suite());
 }

@@ -13,6 +13,7 @@
 #include "cm/buf.h"
 #include "cm/common.h"
 #include "cm/records.h"
+#include "../check_run.h"
 
 #ifndef CM_TEST_SCHEMA_DIR
 #error "CM_TEST_SCHEMA_DIR must point at schemas/"
@@ -953,9 +954,5 @@ static Suite *records_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(records_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(records_suite());
 }

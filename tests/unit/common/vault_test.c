@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cm/vault.h"
+#include "../check_run.h"
 
 #define KEY_A "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 #define KEY_B "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="
@@ -109,16 +110,10 @@ int main(void)
 {
     Suite *s = suite_create("vault");
     TCase *tc = tcase_create("vault");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, test_parse_keys);
     tcase_add_test(tc, test_round_trip_and_binding);
     tcase_add_test(tc, test_rotation_old_key_opens);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(s);
 }

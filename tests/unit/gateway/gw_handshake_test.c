@@ -7,6 +7,7 @@
 #include "gw_cfg.h"
 #include "gw_handshake.h"
 #include "gw_vendor.h"
+#include "../check_run.h"
 
 struct arg {
     const char *name;
@@ -404,11 +405,5 @@ static Suite *gw_handshake_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(gw_handshake_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(gw_handshake_suite());
 }

@@ -22,6 +22,7 @@
 #include "gw_metrics.h"
 #include "gw_spool.h"
 #include "gw_test_dir.h"
+#include "../check_run.h"
 
 #define DEADLINE_MS 20000
 #define API_PRODUCE 0 /* the Kafka protocol ApiKey of Produce */
@@ -571,11 +572,7 @@ static Suite *suite(void)
     TCase *shutdown = tcase_create("shutdown");
     TCase *all[] = {cfgc, produce, delivery, shutdown};
 
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-        tcase_add_checked_fixture(all[i], setup, teardown);
-        tcase_set_timeout(all[i], 120);
-        suite_add_tcase(s, all[i]);
-    }
+    check_add_cases(s, all, sizeof(all) / sizeof(all[0]), setup, teardown, 120);
     tcase_add_test(cfgc, test_new_refuses_bad_configuration);
     tcase_add_test(cfgc, test_operator_kafka_setting_kept);
     tcase_add_test(produce, test_queue_full);
@@ -594,11 +591,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(suite());
 }

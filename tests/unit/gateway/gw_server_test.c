@@ -25,6 +25,7 @@
 #include "cm/records.h"
 #include "gw_cfg.h"
 #include "gw_server.h"
+#include "../check_run.h"
 
 #define WHOOP_SECRET "whoop-http-secret"
 #define GARMIN_TOKEN "garmin-path-token-0123456789"
@@ -1026,11 +1027,7 @@ static Suite *gw_server_suite(void)
     TCase *misc = tcase_create("handshakes_ops_shutdown");
     TCase *all[] = {durable, errors, pressure, misc};
 
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-        tcase_add_checked_fixture(all[i], setup, teardown);
-        tcase_set_timeout(all[i], 60);
-        suite_add_tcase(s, all[i]);
-    }
+    check_add_cases(s, all, sizeof(all) / sizeof(all[0]), setup, teardown, 60);
     tcase_add_test(durable, test_whoop_2xx_only_after_ack);
     tcase_add_test(durable, test_garmin_path_token_not_recorded);
     tcase_add_test(durable, test_fitbit_204_and_polar_ping);
@@ -1055,11 +1052,5 @@ static Suite *gw_server_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(gw_server_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(gw_server_suite());
 }

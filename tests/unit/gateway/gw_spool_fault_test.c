@@ -23,6 +23,7 @@
 #include "cm/log.h"
 #include "gw_spool.h"
 #include "gw_test_dir.h"
+#include "../check_run.h"
 
 /* ---- fault injection ---- */
 
@@ -896,11 +897,7 @@ static Suite *suite(void)
     TCase *rp = tcase_create("replay");
     TCase *all[] = {open_c, rec, wr, rp};
 
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
-        tcase_add_checked_fixture(all[i], setup, teardown);
-        tcase_set_timeout(all[i], 120);
-        suite_add_tcase(s, all[i]);
-    }
+    check_add_cases(s, all, sizeof(all) / sizeof(all[0]), setup, teardown, 120);
     tcase_add_test(open_c, test_open_refusals);
     tcase_add_test(open_c, test_record_key_too_long);
     tcase_add_test(rec, test_recovery_skips_foreign_names);
@@ -922,11 +919,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(suite());
 }

@@ -17,6 +17,7 @@
 
 #include "gw_spool.h"
 #include "gw_test_dir.h"
+#include "../check_run.h"
 
 static char dir[256];
 
@@ -594,11 +595,5 @@ static Suite *gw_spool_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(gw_spool_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(gw_spool_suite());
 }

@@ -9,6 +9,7 @@
 
 #include "gw_cfg.h"
 #include "gw_verify.h"
+#include "../check_run.h"
 
 struct hdr {
     const char *name;
@@ -492,11 +493,5 @@ static Suite *gw_verify_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(gw_verify_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(gw_verify_suite());
 }

@@ -24,6 +24,7 @@
 #include "cm/metrics.h"
 #include "pers_loop.h"
 #include "pers_pg.h"
+#include "../check_run.h"
 
 #define T0 INT64_C(1764162000000000) /* 2025-11-26T13:00:00Z */
 
@@ -1901,9 +1902,7 @@ static Suite *pers_pg_it_suite(void)
 
 int main(void)
 {
-    SRunner *sr;
     char rnd[33];
-    int failed;
 
     db_url = getenv("AUREN_TEST_DATABASE_URL");
     if (db_url == NULL || db_url[0] == '\0') {
@@ -1916,9 +1915,5 @@ int main(void)
     memcpy(run_tag, "it", 2);
     memcpy(run_tag + 2, rnd, 14);
     run_tag[16] = '\0';
-    sr = srunner_create(pers_pg_it_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(pers_pg_it_suite());
 }

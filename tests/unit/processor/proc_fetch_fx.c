@@ -21,6 +21,7 @@
 #include "cm/log.h"
 #include "cm/vault.h"
 #include "proc_fetch_fx.h"
+#include "../check_run.h"
 
 extern char **environ;
 
@@ -36,15 +37,11 @@ static void stop_child(pid_t *pid);
 
 int proc_fx_run(Suite *s)
 {
-    SRunner *sr = srunner_create(s);
-    int failed;
+    int rc = check_run(s);
 
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
     stop_child(&own_redis_pid);
     curl_global_cleanup();
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return rc;
 }
 
 bool proc_fx_enabled(const char *suite)

@@ -7,6 +7,7 @@
 #include "proc_fetch.h"
 #include "proc_fetch_plan.h"
 #include "proc_oauth.h"
+#include "../check_run.h"
 
 static struct cm_fetch_job job(const char *vendor, const char *resource, const char *object_id)
 {
@@ -456,8 +457,6 @@ int main(void)
 {
     Suite *s = suite_create("proc_fetch");
     TCase *tc = tcase_create("pure");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(tc, test_plans);
     tcase_add_test(tc, test_google_health_plans);
@@ -471,9 +470,5 @@ int main(void)
     tcase_add_test(tc, test_refresh_due_with_jitter);
     tcase_add_test(tc, test_raw_event_id_is_deterministic);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(s);
 }

@@ -21,6 +21,7 @@
 #include "cm/records.h"
 #include "proc_loop.h"
 #include "proc_test_pg.h"
+#include "../check_run.h"
 
 /* ---- pure helpers ---- */
 
@@ -1152,11 +1153,5 @@ static Suite *proc_loop_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(proc_loop_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(proc_loop_suite());
 }

@@ -17,6 +17,7 @@
 #include "cm/buf.h"
 #include "cm/metrics.h"
 #include "proc_redis.h"
+#include "../check_run.h"
 
 /* The writer's failure counters, registered once per process; read back from the rendered
  * metrics. */
@@ -559,11 +560,5 @@ static Suite *proc_redis_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(proc_redis_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(proc_redis_suite());
 }

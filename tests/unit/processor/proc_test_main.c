@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "proc_suites.h"
+#include "../check_run.h"
 
 struct cm_raw_webhook proc_test_raw(const char *vendor, const char *body, size_t len)
 {
@@ -22,14 +23,10 @@ struct cm_raw_webhook proc_test_raw(const char *vendor, const char *body, size_t
 int main(void)
 {
     SRunner *sr = srunner_create(proc_norm_suite());
-    int failed;
 
     srunner_add_suite(sr, proc_taxonomy_suite());
     srunner_add_suite(sr, proc_vendors_suite());
     srunner_add_suite(sr, proc_fixtures_suite());
     srunner_add_suite(sr, proc_api_rejects_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run_runner(sr);
 }

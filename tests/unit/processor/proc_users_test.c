@@ -11,6 +11,7 @@
 #include "cm/metrics.h"
 #include "proc_test_pg.h"
 #include "proc_users.h"
+#include "../check_run.h"
 
 #define S 1000000LL /* one second in microseconds */
 
@@ -391,11 +392,5 @@ static Suite *proc_users_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(proc_users_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run(proc_users_suite());
 }
