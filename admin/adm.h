@@ -126,4 +126,15 @@ enum cm_rc adm_dlq_list(const char *brokers, FILE *out, struct cm_err *err);
  * (Kafka transactions that also move the replay cursor); prints a one-line summary. */
 enum cm_rc adm_dlq_replay(const char *brokers, FILE *out, struct cm_err *err);
 
+/* ---- adm_spool.c: a gateway spool segment set aside as damaged-<seq>.spool ---- */
+/* One line per record of the file (offset, size, whether it follows a damaged range, and for a
+ * raw webhook its event id, vendor, kind, received time and body size; never a byte of its key,
+ * headers or body), one per unreadable range, then a summary. */
+enum cm_rc adm_spool_scan(const char *path, FILE *out, struct cm_err *err);
+/* Send the records starting at `offsets` (each an intact record that decodes as a raw webhook;
+ * CM_INVALID before anything is sent otherwise) to biometric.raw.v1 with their spooled key and
+ * value, idempotent, acks=all, and wait for every delivery report (CM_RETRY when one failed). */
+enum cm_rc adm_spool_replay(const char *brokers, const char *path, const size_t *offsets, size_t n,
+                            FILE *out, struct cm_err *err);
+
 #endif

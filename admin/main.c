@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,11 @@ static const char usage_text[] =
     "      Dead letters per stage and reason: total, pending replay, oldest and newest age.\n"
     "  auren-admin dlq replay\n"
     "      Send each pending dead letter's record back to its source topic, exactly once.\n"
+    "  auren-admin spool scan FILE\n"
+    "      List the records and unreadable ranges of a gateway spool segment (a\n"
+    "      damaged-<seq>.spool): offsets and metadata, never a payload.\n"
+    "  auren-admin spool replay FILE OFFSET...\n"
+    "      Send the records at those offsets (from spool scan) to biometric.raw.v1.\n"
     "  auren-admin --help\n"
     "\n"
     "Environment (NAME_FILE reads NAME from a file):\n"
@@ -554,6 +560,68 @@ static int cmd_dlq(int argc, char **argv)
     return rc == CM_OK ? ADM_EXIT_OK : fail(&err);
 }
 
+/* A byte offset from the command line: decimal digits only. */
+static bool parse_offset(const char *s, size_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (s[0] < '0' || s[0] > '9') {
+        return false;
+    }
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v > SIZE_MAX) {
+        return false;
+    }
+    *out = (size_t)v;
+    return true;
+}
+
+static int cmd_spool(int argc, char **argv)
+{
+    const char *sub = argc >= 2 ? argv[1] : "";
+    struct cm_err err = { { 0 } };
+    size_t *offsets;
+    char *brokers;
+    enum cm_rc rc;
+
+    if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+        fputs(usage_text, stdout);
+        return ADM_EXIT_OK;
+    }
+    if (strcmp(sub, "scan") == 0) {
+        if (argc != 3) {
+            return usage_error("spool scan: expected one FILE");
+        }
+        cm_records_init();
+        return adm_spool_scan(argv[2], stdout, &err) == CM_OK ? ADM_EXIT_OK : fail(&err);
+    }
+    if (strcmp(sub, "replay") != 0) {
+        return usage_error("spool: expected scan or replay");
+    }
+    if (argc < 4) {
+        return usage_error("spool replay: expected FILE and at least one OFFSET");
+    }
+    offsets = cm_xcalloc((size_t)argc - 3, sizeof(*offsets));
+    for (int i = 3; i < argc; i++) {
+        if (!parse_offset(argv[i], &offsets[i - 3])) {
+            free(offsets);
+            return usage_error("spool replay: '%s' is not a byte offset", argv[i]);
+        }
+    }
+    brokers = env_or("KAFKA_BROKERS", ADM_DEFAULT_KAFKA_BROKERS);
+    if (brokers == NULL) {
+        free(offsets);
+        return ADM_EXIT_USAGE;
+    }
+    cm_records_init();
+    rc = adm_spool_replay(brokers, argv[2], offsets, (size_t)argc - 3, stdout, &err);
+    free(brokers);
+    free(offsets);
+    return rc == CM_OK ? ADM_EXIT_OK : fail(&err);
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc >= 2 ? argv[1] : NULL;
@@ -580,6 +648,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "dlq") == 0) {
         return cmd_dlq(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "spool") == 0) {
+        return cmd_spool(argc - 1, argv + 1);
     }
     return usage_error("unknown command '%s'", cmd);
 }

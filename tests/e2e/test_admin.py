@@ -8,9 +8,11 @@ migrated by scripts/stack.sh), so they cannot disturb the pipeline tests on the 
 """
 
 import os
+import struct
 import subprocess
 import sys
 import uuid
+import zlib
 
 import pytest
 
@@ -56,6 +58,11 @@ USAGE_ERRORS = [
     (("keys", "rotate", "now"), "expected 'keys rotate'"),
     (("dlq",), "expected list or replay"),
     (("dlq", "list", "x"), "unexpected argument 'x'"),
+    (("spool",), "expected scan or replay"),
+    (("spool", "scan"), "expected one FILE"),
+    (("spool", "replay", "f"), "expected FILE and at least one OFFSET"),
+    (("spool", "replay", "f", "-1"), "'-1' is not a byte offset"),
+    (("spool", "replay", "f", "12x"), "'12x' is not a byte offset"),
 ]
 
 
@@ -72,7 +79,8 @@ def test_usage_errors_exit_2_with_one_line(stack, env_values, args, needle):
 @pytest.mark.parametrize("args", [("--help",), ("help",), ("migrate", "--help"),
                                   ("topics", "--help"), ("topics", "create", "-h"),
                                   ("connections", "-h"), ("connections", "add", "--help"),
-                                  ("keys", "--help"), ("dlq", "--help")])
+                                  ("keys", "--help"), ("dlq", "--help"),
+                                  ("spool", "--help")])
 def test_help_exits_0(stack, env_values, args):
     res = admin(env_values, *args)
     assert res.returncode == 0, res.stderr
@@ -224,3 +232,63 @@ def test_dlq_list_and_replay_exactly_once(stack, env_values):
     assert res.returncode == 0, res.stderr
     assert dlq_replay.pending_total(res.stdout) >= 0
     assert dlq_replay.main() == 0
+
+
+def _spool_record(key, value):
+    """One record as the gateway's spool writes it (gateway/gw_spool.h): magic "ASP1", u32
+    payload length, u32 CRC-32 of the length and the payload, payload = u16 key length, key,
+    value; little-endian."""
+    payload = struct.pack("<H", len(key)) + key + value
+    length = struct.pack("<I", len(payload))
+    return b"ASP1" + length + struct.pack("<I", zlib.crc32(length + payload)) + payload
+
+
+def test_spool_scan_and_replay_a_damaged_segment(stack, env_values, http, schemas, tmp_path):
+    """Three webhooks the gateway really produced, written as a spool segment whose middle
+    record's checksum is damaged: scan lists the records on both sides of the damage with their
+    event ids (and not a byte of a body), replay sends the one behind the damage back to
+    biometric.raw.v1 byte for byte."""
+    raw = e2elib.TopicTail(env_values["KAFKA_BROKERS"], e2elib.TOPIC_RAW, schemas)
+    marker = "spool-e2e-" + uuid.uuid4().hex
+    try:
+        for i in range(3):
+            body = ('{"user_id": 990001, "id": "%s-%d", "type": "recovery.updated",'
+                    ' "trace_id": "%s"}' % (marker, i, marker))
+            assert e2elib.post(http, "whoop", body, env_values).status_code == 200
+
+        def mine(records):
+            return [r for r in records if r["datum"] is not None and
+                    marker.encode() in r["datum"]["body"]]
+        assert raw.wait_for(lambda recs: len(mine(recs)) == 3, 30), "raw records not seen"
+        recs = sorted(mine(raw.records), key=lambda r: r["datum"]["event_id"])
+        blobs = [_spool_record(r["key"], r["value"]) for r in recs]
+        offsets = [0, len(blobs[0]), len(blobs[0]) + len(blobs[1])]
+        data = bytearray(b"".join(blobs))
+        data[offsets[1] + 9] ^= 0x40  # a bit of the middle record's CRC flips on disk
+        seg = tmp_path / "damaged-7.spool"
+        seg.write_bytes(bytes(data))
+
+        res = admin(env_values, "spool", "scan", str(seg))
+        assert res.returncode == 0, res.stderr
+        lines = res.stdout.splitlines()
+        ids = [r["datum"]["event_id"] for r in recs]
+        assert lines[0].startswith("record offset=0 bytes=%d after_damage=no raw_webhook=yes"
+                                   " event_id=%s vendor=whoop kind=webhook"
+                                   % (len(blobs[0]), ids[0])), lines
+        assert lines[1] == "unreadable offset=%d bytes=%d" % (offsets[1], len(blobs[1])), lines
+        assert lines[2].startswith("record offset=%d bytes=%d after_damage=yes raw_webhook=yes"
+                                   " event_id=%s" % (offsets[2], len(blobs[2]), ids[2])), lines
+        assert lines[3].startswith("spool scan: %d bytes, 2 records" % len(data)), lines
+        assert marker not in res.stdout and marker not in res.stderr
+
+        res = admin(env_values, "spool", "replay", str(seg), str(offsets[2]))
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == "spool replay: 1 records delivered to biometric.raw.v1\n"
+        assert raw.wait_for(lambda recs: len(mine(recs)) == 4, 30), "replayed record not seen"
+        again = mine(raw.records)[3]
+        assert (again["key"], again["value"]) == (recs[2]["key"], recs[2]["value"])
+
+        res = admin(env_values, "spool", "replay", str(seg), str(offsets[1]))
+        assert res.returncode == 1 and "does not start an intact record" in res.stderr
+    finally:
+        raw.close()

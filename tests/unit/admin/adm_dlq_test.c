@@ -13,6 +13,7 @@
 #include "cm/kafka.h"
 #include "cm/records.h"
 #include "../check_run.h"
+#include "adm_test_kafka.h"
 
 /* Kafka protocol API key (librdkafka keeps its names private). */
 enum { API_INIT_PRODUCER_ID = 22 };
@@ -26,16 +27,10 @@ struct cluster {
 
 static void cluster_init(struct cluster *c)
 {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_t *conf;
     char errstr[256];
 
-    ck_assert_int_eq(rd_kafka_conf_set(conf, "log_level", "3", errstr, sizeof(errstr)),
-                     RD_KAFKA_CONF_OK);
-    c->owner = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-    ck_assert_ptr_nonnull(c->owner);
-    c->mc = rd_kafka_mock_cluster_new(c->owner, 1);
-    ck_assert_ptr_nonnull(c->mc);
-    c->boot = rd_kafka_mock_cluster_bootstraps(c->mc);
+    adm_test_mock_new(&c->owner, &c->mc, &c->boot);
     ck_assert_int_eq(rd_kafka_mock_topic_create(c->mc, CM_TOPIC_DLQ, 2, 1), 0);
     ck_assert_int_eq(rd_kafka_mock_topic_create(c->mc, CM_TOPIC_RAW, 1, 1), 0);
     conf = rd_kafka_conf_new();
@@ -48,8 +43,7 @@ static void cluster_init(struct cluster *c)
 static void cluster_fini(struct cluster *c)
 {
     rd_kafka_destroy(c->p);
-    rd_kafka_mock_cluster_destroy(c->mc);
-    rd_kafka_destroy(c->owner);
+    adm_test_mock_free(c->owner, c->mc);
 }
 
 static void put_raw(struct cluster *c, int32_t partition, const void *v, size_t n)
