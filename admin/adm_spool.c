@@ -12,7 +12,6 @@
  * passed its vendor's signature), so the operator compares each candidate with the segment's
  * time window and the gateway logs before choosing it. */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,7 +171,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         st->delivered++;
     } else {
         st->failed++;
-        cm_log_error("spool.replay_failed", "offset=%" PRIdPTR " err=%s", (intptr_t)m->_private,
+        /* the opaque points into the caller's offsets, alive until the flush returns */
+        cm_log_error("spool.replay_failed", "offset=%zu err=%s", *(const size_t *)m->_private,
                      rd_kafka_err2name(m->err));
     }
 }
@@ -255,7 +255,7 @@ enum cm_rc adm_spool_replay(const char *brokers, const char *path, const size_t 
                                   RD_KAFKA_V_KEY(r.key, r.keylen),
                                   RD_KAFKA_V_VALUE((void *)r.value, r.len),
                                   RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                  RD_KAFKA_V_OPAQUE((void *)(intptr_t)offsets[i]), RD_KAFKA_V_END);
+                                  RD_KAFKA_V_OPAQUE((void *)&offsets[i]), RD_KAFKA_V_END);
             if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 rd_kafka_poll(p, 100);
             }
