@@ -571,7 +571,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
     if (aerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
         cm_log_error("consumer.assign_failed", "err=%s", rd_kafka_err2name(aerr));
     }
-    count_assigned(l, e, parts != NULL ? parts->cnt : 0);
+    if (error == NULL && aerr == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        count_assigned(l, e, parts != NULL ? parts->cnt : 0); /* only what librdkafka took */
+    }
 }
 
 /* Sum consumer_lag over the partitions this member consumes. */
